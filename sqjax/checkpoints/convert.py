@@ -1,0 +1,86 @@
+"""Fill a model from HF-named tensors, one tensor at a time, straight into its sharding.
+
+The caller supplies the set of available keys and a function that reads one tensor; peak
+host memory is about one tensor beyond the model. Every key is validated against the
+family's weight table (models/weight_maps.py): missing, unused and mis-shaped tensors are
+errors that name the key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import jax
+import numpy as np
+from flax import nnx
+from jax.sharding import Mesh
+
+from sqjax.errors import SqjaxError
+from sqjax.models.config import ModelConfig, parse_dtype
+from sqjax.models.decoder import Decoder
+from sqjax.models.weight_maps import weight_map
+from sqjax.sharding import SAMPLE_RULES, Rules, make_mesh, state_shardings
+
+# Keys HF checkpoints may carry that hold no weights of their own.
+IGNORED_SUFFIXES = (".rotary_emb.inv_freq",)
+
+
+def abstract_model(cfg: ModelConfig) -> Decoder:
+    return nnx.eval_shape(lambda: Decoder(cfg, nnx.Rngs(0)))
+
+
+def load_from_tensors(
+    cfg: ModelConfig,
+    keys: Iterable[str],
+    read: Callable[[str], np.ndarray],
+    *,
+    mesh: Mesh | None = None,
+    rules: Rules = SAMPLE_RULES,
+    source: str = "checkpoint",
+) -> Decoder:
+    """Builds a Decoder whose parameters are the transformed tensors `read(key)`."""
+    keys = set(keys)
+    model = abstract_model(cfg)
+    mesh = mesh or make_mesh(devices=jax.devices()[:1])
+    flat = dict(nnx.to_flat_state(nnx.state(model)))
+    shardings = dict(nnx.to_flat_state(state_shardings(nnx.state(model), mesh, rules)))
+    entries = weight_map(cfg)
+    expected = {e.hf_key for e in entries}
+    missing = sorted(expected - keys)
+    if missing:
+        raise SqjaxError(f"{source}: missing tensor {missing[0]!r} ({len(missing)} missing in all)")
+    unused = sorted(k for k in keys - expected if not _ignorable(k, cfg, keys))
+    if unused:
+        raise SqjaxError(
+            f"{source}: unused tensor {unused[0]!r} ({len(unused)} unused in all); "
+            f"the checkpoint does not match architecture {cfg.family}/{cfg.head}"
+        )
+    pdtype = parse_dtype(cfg.param_dtype)
+    for entry in entries:
+        arrays = entry.to_sqjax(np.asarray(read(entry.hf_key)), cfg)
+        for path, array in zip(entry.paths, arrays):
+            var = flat[path]
+            if tuple(array.shape) != tuple(var.shape):
+                raise SqjaxError(
+                    f"{source}: tensor {entry.hf_key!r} has a shape that gives {tuple(array.shape)} for "
+                    f"{'.'.join(map(str, path))}, expected {tuple(var.shape)} from the config"
+                )
+            var.set_value(jax.device_put(array.astype(pdtype), shardings[path].get_value()))
+    nnx.update(model, nnx.from_flat_state(flat))
+    return model
+
+
+def _ignorable(key: str, cfg: ModelConfig, keys: set[str]) -> bool:
+    if key.endswith(IGNORED_SUFFIXES):
+        return True
+    # Tied checkpoints may still carry the output matrix as an alias of the embedding.
+    return cfg.tie_word_embeddings and key in ("lm_head.weight", "output.weight")
+
+
+def export_tensors(model: Decoder) -> Iterable[tuple[str, np.ndarray]]:
+    """Yields (HF key, numpy tensor) for every weight of the model, in table order."""
+    cfg = model.config
+    flat = dict(nnx.to_flat_state(nnx.state(model)))
+    for entry in weight_map(cfg):
+        arrays = tuple(np.asarray(jax.device_get(flat[p].get_value())) for p in entry.paths)
+        yield entry.hf_key, entry.to_hf(arrays, cfg)

@@ -1,0 +1,1 @@
+"""Data: JSONL io, chat templates, tokenize/mask/pack, benchmark loaders."""

@@ -1,0 +1,78 @@
+"""JSONL reading with line-numbered errors, and atomic writes."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from sqjax.errors import SqjaxError
+
+
+def read_jsonl(path: str | os.PathLike, required: Iterable[str] = ()) -> Iterator[dict]:
+    """Yields the rows of a JSONL file; blank lines are skipped.
+
+    Raises SqjaxError naming the file and line for a line that is not a JSON object or
+    lacks a required field.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SqjaxError(f"{path}: no such file; check the path in your config")
+    required = tuple(required)
+    with path.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise SqjaxError(f"{path}:{lineno}: not valid JSON ({e.msg}); fix or remove that line") from None
+            if not isinstance(row, dict):
+                raise SqjaxError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
+            missing = [k for k in required if k not in row]
+            if missing:
+                raise SqjaxError(
+                    f"{path}:{lineno}: missing field {missing[0]!r} (row has {sorted(row)}); "
+                    f"add it or point the config at the right field name"
+                )
+            yield row
+
+
+def load_jsonl(path: str | os.PathLike, required: Iterable[str] = ()) -> list[dict]:
+    """Reads a whole JSONL file (see read_jsonl)."""
+    return list(read_jsonl(path, required))
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Writes data to path so that readers see either the old file or the new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def atomic_write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> int:
+    """Writes rows as JSONL atomically; returns the number of rows."""
+    lines = [json.dumps(r, ensure_ascii=False) for r in rows]
+    atomic_write_text(path, "".join(line + "\n" for line in lines))
+    return len(lines)

@@ -1,0 +1,72 @@
+"""The KV cache and the attention masks built from token positions.
+
+Every key slot carries the position of the token stored in it, or -1 when empty or padding.
+One rule then covers training, scoring, prefill and decode, packed or padded, left or right:
+a query at position p may attend a key at position q iff q >= 0, q <= p, both come from the
+same segment, and p - q < window (sliding-window layers only).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+
+class LayerCache(NamedTuple):
+    k_BSKH: jax.Array
+    v_BSKH: jax.Array
+
+
+@struct.dataclass
+class Cache:
+    """Per-layer keys and values plus the position held by each slot (-1 = empty)."""
+
+    layers: tuple[LayerCache, ...]
+    pos_BS: jax.Array
+
+    @property
+    def size(self) -> int:
+        return self.pos_BS.shape[1]
+
+
+def init_cache(num_layers: int, batch: int, size: int, num_kv_heads: int, head_dim: int, dtype) -> Cache:
+    shape = (batch, size, num_kv_heads, head_dim)
+    layers = tuple(LayerCache(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype)) for _ in range(num_layers))
+    return Cache(layers=layers, pos_BS=jnp.full((batch, size), -1, jnp.int32))
+
+
+def write_rows(cache_BS: jax.Array, new_BL: jax.Array, start_B: jax.Array) -> jax.Array:
+    """Writes new_BL[b] into cache_BS[b, start_B[b] : start_B[b] + L] for every row b."""
+
+    def one(row, new, start):
+        index = (start,) + (0,) * (row.ndim - 1)
+        return jax.lax.dynamic_update_slice(row, new.astype(row.dtype), index)
+
+    return jax.vmap(one)(cache_BS, new_BL, start_B)
+
+
+def attention_mask(
+    q_pos_BL: jax.Array,
+    k_pos_BS: jax.Array,
+    window: int | None = None,
+    q_seg_BL: jax.Array | None = None,
+    k_seg_BS: jax.Array | None = None,
+) -> jax.Array:
+    """Boolean [B, L, S] mask: which keys each query may attend (see module docstring)."""
+    q = q_pos_BL[:, :, None]
+    k = k_pos_BS[:, None, :]
+    mask = (k >= 0) & (k <= q)
+    if window is not None:
+        mask &= q - k < window
+    if q_seg_BL is not None:
+        mask &= q_seg_BL[:, :, None] == k_seg_BS[:, None, :]
+    return mask
+
+
+def positions_from_mask(attention_mask_BL: jax.Array) -> jax.Array:
+    """Positions 0.. over the real tokens of each row, -1 on padding (left or right)."""
+    mask = attention_mask_BL.astype(jnp.int32)
+    return jnp.where(mask > 0, jnp.cumsum(mask, axis=-1) - 1, -1)

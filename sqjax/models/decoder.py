@@ -1,0 +1,199 @@
+"""One Flax NNX decoder for Llama, Mistral, Qwen2 and InternLM2 (they differ by flags)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from sqjax.models.cache import Cache, LayerCache, attention_mask, positions_from_mask, write_rows
+from sqjax.models.config import ModelConfig, parse_dtype
+from sqjax.models.layers import RMSNorm, apply_rope, param, rope_tables
+
+NEG_INF = -0.7 * float(jnp.finfo(jnp.float32).max)
+
+
+class Attention(nnx.Module):
+    """Grouped-query attention with RoPE; q/k/v kernels are [D, heads, H]."""
+
+    def __init__(self, cfg: ModelConfig, window: int | None, rngs: nnx.Rngs):
+        D, N, K, H, pd = cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim, parse_dtype(cfg.param_dtype)
+        self.cfg, self.window = cfg, window
+        self.q = param(rngs, (D, N, H), ("embed", "heads", "head_dim"), pd)
+        self.k = param(rngs, (D, K, H), ("embed", "kv_heads", "head_dim"), pd)
+        self.v = param(rngs, (D, K, H), ("embed", "kv_heads", "head_dim"), pd)
+        self.o = param(rngs, (N, H, D), ("heads", "head_dim", "embed"), pd)
+        if cfg.qkv_bias:
+            self.q_bias = param(rngs, (N, H), ("heads", "head_dim"), pd, zeros=True)
+            self.k_bias = param(rngs, (K, H), ("kv_heads", "head_dim"), pd, zeros=True)
+            self.v_bias = param(rngs, (K, H), ("kv_heads", "head_dim"), pd, zeros=True)
+        if cfg.o_bias:
+            self.o_bias = param(rngs, (D,), ("embed",), pd, zeros=True)
+
+    def _project(self, x_BLD, name):
+        dt = x_BLD.dtype
+        out = jnp.einsum("BLD,DNH->BLNH", x_BLD, getattr(self, name)[...].astype(dt))
+        if self.cfg.qkv_bias:
+            out = out + getattr(self, f"{name}_bias")[...].astype(dt)
+        return out
+
+    def __call__(self, x_BLD, pos_BL, cos_BLH, sin_BLH, *, seg_BL=None, cache=None, cache_pos_BS=None, start_B=None):
+        q_BLNH = apply_rope(self._project(x_BLD, "q"), cos_BLH, sin_BLH)
+        k_BLKH = apply_rope(self._project(x_BLD, "k"), cos_BLH, sin_BLH)
+        v_BLKH = self._project(x_BLD, "v")
+        if cache is None:
+            k_BSKH, v_BSKH = k_BLKH, v_BLKH
+            mask_BLS = attention_mask(pos_BL, pos_BL, self.window, seg_BL, seg_BL)
+            new_cache = None
+        else:
+            k_BSKH = write_rows(cache.k_BSKH, k_BLKH, start_B)
+            v_BSKH = write_rows(cache.v_BSKH, v_BLKH, start_B)
+            mask_BLS = attention_mask(pos_BL, cache_pos_BS, self.window)
+            new_cache = LayerCache(k_BSKH, v_BSKH)
+        out_BLNH = _gqa(q_BLNH, k_BSKH.astype(x_BLD.dtype), v_BSKH.astype(x_BLD.dtype), mask_BLS)
+        out_BLD = jnp.einsum("BLNH,NHD->BLD", out_BLNH, self.o[...].astype(x_BLD.dtype))
+        if self.cfg.o_bias:
+            out_BLD = out_BLD + self.o_bias[...].astype(x_BLD.dtype)
+        return out_BLD, new_cache
+
+
+def _gqa(q_BLNH, k_BSKH, v_BSKH, mask_BLS):
+    B, L, N, H = q_BLNH.shape
+    K = k_BSKH.shape[2]
+    q_BLKGH = q_BLNH.reshape(B, L, K, N // K, H)
+    logits_BKGLS = jnp.einsum("BLKGH,BSKH->BKGLS", q_BLKGH, k_BSKH, preferred_element_type=jnp.float32)
+    logits_BKGLS = logits_BKGLS * (H**-0.5)
+    logits_BKGLS = jnp.where(mask_BLS[:, None, None], logits_BKGLS, NEG_INF)
+    probs_BKGLS = jax.nn.softmax(logits_BKGLS, axis=-1).astype(v_BSKH.dtype)
+    out_BLKGH = jnp.einsum("BKGLS,BSKH->BLKGH", probs_BKGLS, v_BSKH)
+    return out_BLKGH.reshape(B, L, N, H)
+
+
+class MLP(nnx.Module):
+    """SwiGLU feed-forward: down(silu(gate(x)) * up(x))."""
+
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+        D, F, pd = cfg.hidden_size, cfg.intermediate_size, parse_dtype(cfg.param_dtype)
+        self.gate = param(rngs, (D, F), ("embed", "mlp"), pd)
+        self.up = param(rngs, (D, F), ("embed", "mlp"), pd)
+        self.down = param(rngs, (F, D), ("mlp", "embed"), pd)
+
+    def __call__(self, x_BLD):
+        dt = x_BLD.dtype
+        gate_BLF = jnp.einsum("BLD,DF->BLF", x_BLD, self.gate[...].astype(dt))
+        up_BLF = jnp.einsum("BLD,DF->BLF", x_BLD, self.up[...].astype(dt))
+        return jnp.einsum("BLF,FD->BLD", jax.nn.silu(gate_BLF) * up_BLF, self.down[...].astype(dt))
+
+
+class Block(nnx.Module):
+    def __init__(self, cfg: ModelConfig, layer: int, rngs: nnx.Rngs):
+        pd = parse_dtype(cfg.param_dtype)
+        self.attn_norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, pd, rngs)
+        self.attn = Attention(cfg, cfg.layer_window(layer), rngs)
+        self.mlp_norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, pd, rngs)
+        self.mlp = MLP(cfg, rngs)
+
+    def __call__(self, x_BLD, pos_BL, cos_BLH, sin_BLH, **attn_kw):
+        h_BLD, new_cache = self.attn(self.attn_norm(x_BLD), pos_BL, cos_BLH, sin_BLH, **attn_kw)
+        x_BLD = x_BLD + h_BLD
+        return x_BLD + self.mlp(self.mlp_norm(x_BLD)), new_cache
+
+
+class Decoder(nnx.Module):
+    """A decoder-only transformer with an LM head or a scalar score head.
+
+    `model(input_ids, attention_mask)` gives float32 logits [B, L, V]; padding may be on
+    either side. Packed rows pass `positions` and `segment_ids` instead of a mask.
+    """
+
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+        self.config = cfg
+        pd = parse_dtype(cfg.param_dtype)
+        self.embed = param(rngs, (cfg.vocab_size, cfg.hidden_size), ("vocab", "embed"), pd)
+        self.layers = nnx.List([Block(cfg, i, rngs) for i in range(cfg.num_layers)])
+        self.final_norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, pd, rngs)
+        if cfg.head == "score":
+            self.score_head = param(rngs, (cfg.hidden_size, cfg.num_labels), ("embed", None), pd)
+        elif not cfg.tie_word_embeddings:
+            self.lm_head = param(rngs, (cfg.hidden_size, cfg.vocab_size), ("embed", "vocab"), pd)
+
+    @property
+    def compute_dtype(self):
+        return parse_dtype(self.config.dtype)
+
+    def hidden(self, input_ids_BL, attention_mask_BL=None, *, positions_BL=None, segment_ids_BL=None):
+        """Final-norm hidden states [B, L, D] without a cache."""
+        if positions_BL is None:
+            if attention_mask_BL is None:
+                attention_mask_BL = jnp.ones(input_ids_BL.shape, jnp.int32)
+            positions_BL = positions_from_mask(attention_mask_BL)
+        elif attention_mask_BL is not None:
+            positions_BL = jnp.where(attention_mask_BL > 0, positions_BL, -1)
+        self._check_length(input_ids_BL.shape[1])
+        x_BLD = self._embed(input_ids_BL)
+        cos, sin = rope_tables(self.config, jnp.maximum(positions_BL, 0))
+        for block in self.layers:
+            x_BLD, _ = block(x_BLD, positions_BL, cos, sin, seg_BL=segment_ids_BL)
+        return self.final_norm(x_BLD)
+
+    def __call__(self, input_ids_BL, attention_mask_BL=None, *, positions_BL=None, segment_ids_BL=None):
+        h_BLD = self.hidden(input_ids_BL, attention_mask_BL, positions_BL=positions_BL, segment_ids_BL=segment_ids_BL)
+        return self.logits(h_BLD)
+
+    def step(self, input_ids_BL, positions_BL, cache: Cache, start_B):
+        """Runs L new tokens per row against the cache (prefill or decode).
+
+        Tokens are written to slots start_B[b] .. start_B[b] + L - 1; a token with position
+        -1 is padding and is never attended. Returns (float32 logits [B, L, V], new cache).
+        """
+        pos_BS = write_rows(cache.pos_BS, positions_BL, start_B)
+        x_BLD = self._embed(input_ids_BL)
+        cos, sin = rope_tables(self.config, jnp.maximum(positions_BL, 0))
+        new_layers = []
+        for block, layer_cache in zip(self.layers, cache.layers):
+            x_BLD, new = block(x_BLD, positions_BL, cos, sin, cache=layer_cache, cache_pos_BS=pos_BS, start_B=start_B)
+            new_layers.append(new)
+        logits = self.logits(self.final_norm(x_BLD))
+        return logits, Cache(layers=tuple(new_layers), pos_BS=pos_BS)
+
+    def logits(self, h_BLD):
+        """LM logits in float32 from final hidden states."""
+        if self.config.head == "score":
+            raise ValueError("this is a score model: call model.score(...) instead of model(...)")
+        w_DV = self.embed[...].T if self.config.tie_word_embeddings else self.lm_head[...]
+        return jnp.einsum("BLD,DV->BLV", h_BLD, w_DV.astype(h_BLD.dtype), preferred_element_type=jnp.float32)
+
+    def score(self, input_ids_BL, attention_mask_BL=None):
+        """Score-head output at each row's last real token: [B] (or [B, C] for C > 1 labels)."""
+        if self.config.head != "score":
+            raise ValueError("this model has an LM head, not a score head")
+        if attention_mask_BL is None:
+            attention_mask_BL = jnp.ones(input_ids_BL.shape, jnp.int32)
+        h_BLD = self.hidden(input_ids_BL, attention_mask_BL)
+        L = input_ids_BL.shape[1]
+        last_B = jnp.max(jnp.where(attention_mask_BL > 0, jnp.arange(L), 0), axis=-1)
+        h_BD = jnp.take_along_axis(h_BLD, last_B[:, None, None], axis=1)[:, 0]
+        out_BC = jnp.einsum("BD,DC->BC", h_BD, self.score_head[...].astype(h_BD.dtype), preferred_element_type=jnp.float32)
+        return out_BC[:, 0] if self.config.num_labels == 1 else out_BC
+
+    def init_cache(self, batch: int, size: int, dtype=None) -> Cache:
+        from sqjax.models.cache import init_cache
+
+        cfg = self.config
+        return init_cache(cfg.num_layers, batch, size, cfg.num_kv_heads, cfg.head_dim, dtype or self.compute_dtype)
+
+    def _embed(self, input_ids_BL):
+        return jnp.take(self.embed[...], input_ids_BL, axis=0).astype(self.compute_dtype)
+
+    def _check_length(self, length: int) -> None:
+        cfg = self.config
+        if cfg.rope_scaling.kind == "dynamic" and length > cfg.max_position_embeddings:
+            raise ValueError(
+                f"sequence length {length} exceeds max_position_embeddings={cfg.max_position_embeddings} "
+                "with dynamic RoPE, which sqjax computes only within that range"
+            )
+
+
+def create_model(cfg: ModelConfig, seed: int = 0) -> Decoder:
+    """A randomly initialised model (tests, benchmarks, and the shape source for loading)."""
+    return Decoder(cfg, nnx.Rngs(params=seed))

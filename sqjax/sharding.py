@@ -1,0 +1,101 @@
+"""Mesh construction and the logical-axis rules that map model axes onto it.
+
+The model tags every parameter with logical axis names (models/layers.py `param`); a rules
+table maps each name to mesh axes. Training shards weights FSDP-style over `fsdp` and
+tensor-parallel over `tensor`; sampling keeps weights whole along `embed` (no per-token
+all-gathers) and splits heads, ffn and vocab over `tensor`. Rows go over `data` and `fsdp`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping, Sequence
+
+import jax
+import numpy as np
+from flax import nnx
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from sqjax.errors import SqjaxError
+
+MESH_AXES = ("data", "fsdp", "tensor")
+BATCH = ("data", "fsdp")
+
+Rules = Mapping[str, str | tuple[str, ...] | None]
+
+TRAIN_RULES: Rules = {
+    "batch": BATCH, "vocab": "tensor", "embed": "fsdp", "heads": "tensor",
+    "kv_heads": "tensor", "mlp": "tensor", "head_dim": None, "norm": None,
+}
+SAMPLE_RULES: Rules = {
+    "batch": BATCH, "vocab": "tensor", "embed": None, "heads": "tensor",
+    "kv_heads": "tensor", "mlp": "tensor", "head_dim": None, "norm": None,
+}
+
+log = logging.getLogger(__name__)
+
+
+def make_mesh(data: int = -1, fsdp: int = 1, tensor: int = 1, devices: Sequence | None = None) -> Mesh:
+    """A (data, fsdp, tensor) mesh over all devices; one axis may be -1 (the rest)."""
+    devices = list(jax.devices() if devices is None else devices)
+    sizes = [data, fsdp, tensor]
+    if sizes.count(-1) > 1:
+        raise SqjaxError(f"mesh sizes {dict(zip(MESH_AXES, sizes))}: at most one axis may be -1")
+    known = math.prod(s for s in sizes if s != -1)
+    if -1 in sizes:
+        if len(devices) % known:
+            raise SqjaxError(f"{len(devices)} devices do not divide into mesh {dict(zip(MESH_AXES, sizes))}")
+        sizes[sizes.index(-1)] = len(devices) // known
+    if math.prod(sizes) != len(devices):
+        raise SqjaxError(
+            f"mesh {dict(zip(MESH_AXES, sizes))} needs {math.prod(sizes)} devices but {len(devices)} are "
+            "available; set the mesh sizes so their product equals the device count"
+        )
+    return Mesh(np.asarray(devices).reshape(sizes), MESH_AXES)
+
+
+def _axis_size(mesh: Mesh, axes: str | tuple[str, ...] | None) -> int:
+    if axes is None:
+        return 1
+    axes = (axes,) if isinstance(axes, str) else axes
+    return math.prod(mesh.shape[a] for a in axes)
+
+
+def spec_for(logical: Sequence[str | None], shape: Sequence[int], mesh: Mesh, rules: Rules) -> PartitionSpec:
+    """PartitionSpec for one array; a dimension its mesh axes do not divide stays whole."""
+    out, used = [], set()
+    for name, dim in zip(logical, shape):
+        axes = rules.get(name) if name is not None else None
+        flat = (axes,) if isinstance(axes, str) else tuple(axes or ())
+        if not flat or used & set(flat) or dim % _axis_size(mesh, axes):
+            if flat and dim % _axis_size(mesh, axes):
+                log.debug("dimension %s=%d not divisible by mesh axes %s: replicated", name, dim, flat)
+            out.append(None)
+            continue
+        used |= set(flat)
+        out.append(axes)
+    return PartitionSpec(*out)
+
+
+def state_shardings(state: nnx.State, mesh: Mesh, rules: Rules) -> nnx.State:
+    """NamedSharding for every variable of a model state (abstract or concrete)."""
+
+    def one(var):
+        axes = var.get_metadata().get("logical_axes") or (None,) * len(var.shape)
+        return var.replace(NamedSharding(mesh, spec_for(axes, var.shape, mesh, rules)))
+
+    return jax.tree.map(one, state, is_leaf=lambda x: isinstance(x, nnx.Variable))
+
+
+def batch_sharding(mesh: Mesh, ndim: int = 2) -> NamedSharding:
+    """Rows over (data, fsdp), everything else whole."""
+    return NamedSharding(mesh, PartitionSpec(BATCH, *([None] * (ndim - 1))))
+
+
+def shard_model(model: nnx.Module, mesh: Mesh, rules: Rules = SAMPLE_RULES) -> nnx.Module:
+    """Moves a model's parameters onto the mesh, in place, and returns it."""
+    state = nnx.state(model)
+    shardings = state_shardings(state, mesh, rules)
+    nnx.update(model, jax.device_put(state, shardings))
+    return model
