@@ -1,0 +1,177 @@
+"""The `sqjax` command: list, run and resume pipeline stages, run the demo, write reports.
+
+User errors (SqjaxError, bad options) print one line on stderr and exit non-zero; any other
+exception is a bug and keeps its traceback. Heavy modules are imported inside commands so
+`sqjax --help` is instant.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from sqjax.errors import SqjaxError
+
+DEMO_RESOURCE = "resources/configs/demo.yaml"
+
+
+class _Cli(click.Group):
+    """A group whose errors are one line, without Click's usage block or a traceback."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.UsageError as e:
+            cmd = e.ctx.command_path if e.ctx else "sqjax"
+            _fail(f"{e.format_message()} (see `{cmd} --help`)", 2)
+        except click.ClickException as e:
+            _fail(e.format_message(), e.exit_code)
+        except click.Abort:
+            _fail("aborted", 1)
+        except SqjaxError as e:
+            _fail(str(e), 1)
+        except KeyboardInterrupt:
+            _fail("interrupted; rerun the same command to resume", 130)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def _setup_logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+
+
+_config_opt = click.option(
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="YAML run config.",
+)
+_set_opt = click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a config key (value parsed as YAML), e.g. "
+    "--set gen_questions.temperature=0.8. Repeatable.",
+)
+_out_opt = click.option(
+    "--out",
+    "run_dir",
+    type=click.Path(file_okay=False),
+    help="Run directory (default: run_dir from the config).",
+)
+
+
+@click.group(name="sqjax", cls=_Cli, context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """ScaleQuest math question synthesis, end to end, in JAX.
+
+    Every stage writes RUN/<stage>/ and resumes where it stopped when rerun.
+    """
+
+
+@cli.command("stages")
+def list_stages() -> None:
+    """List the pipeline stages in order."""
+    from sqjax import stages
+
+    for name in stages.names():
+        click.echo(f"{name:<15} {stages.spec(name).description}")
+
+
+@cli.command("stage")
+@click.argument("name")
+@_config_opt
+@_set_opt
+@_out_opt
+@click.option(
+    "--restart",
+    is_flag=True,
+    help="Move the stage's existing output aside (RUN/<stage>.old-<time>) and start "
+    "over; needed after changing its config.",
+)
+def stage(
+    name: str, config_path: str, overrides: tuple[str, ...], run_dir: str | None, restart: bool
+) -> None:
+    """Run (or resume) one stage NAME."""
+    from sqjax import stages
+    from sqjax.pipeline.config import load_config
+    from sqjax.pipeline.runner import run_stage
+
+    stages.spec(name)
+    cfg = load_config(config_path, list(overrides))
+    _setup_logging()
+    m = run_stage(cfg, name, restart=restart, run_dir=run_dir)
+    click.echo(f"{name}: {m.get('rows_out', 0):,} rows in {Path(run_dir or cfg.run_dir) / name}")
+
+
+@cli.command("run")
+@_config_opt
+@_set_opt
+@_out_opt
+@click.option("--from", "first", metavar="NAME", help="First stage to run.")
+@click.option("--to", "last", metavar="NAME", help="Last stage to run.")
+def run(
+    config_path: str,
+    overrides: tuple[str, ...],
+    run_dir: str | None,
+    first: str | None,
+    last: str | None,
+) -> None:
+    """Run the stages in order, skipping finished ones, then write the report."""
+    from sqjax.pipeline.config import load_config
+
+    _run_all(load_config(config_path, list(overrides)), run_dir, first, last)
+
+
+@cli.command("demo")
+@_out_opt
+@_set_opt
+def demo(run_dir: str | None, overrides: tuple[str, ...]) -> None:
+    """Run the whole pipeline with the built-in small demo config (SmolLM2-135M, CPU)."""
+    from importlib import resources
+
+    from sqjax.pipeline.config import parse_config
+
+    text = resources.files("sqjax").joinpath(DEMO_RESOURCE).read_text(encoding="utf-8")
+    _run_all(parse_config(text, "sqjax/" + DEMO_RESOURCE, list(overrides)), run_dir, None, None)
+
+
+@cli.command("report")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+def report(run_dir: str) -> None:
+    """Write RUN_DIR/report.md from the stages' manifests and outputs."""
+    from sqjax.pipeline.report import build_report
+
+    click.echo(str(build_report(run_dir)))
+
+
+def _run_all(cfg, run_dir: str | None, first: str | None, last: str | None) -> None:
+    from sqjax.pipeline.report import build_report
+    from sqjax.pipeline.runner import run_pipeline
+
+    _setup_logging()
+    run_pipeline(cfg, first, last, run_dir)
+    click.echo(f"report: {build_report(run_dir or cfg.run_dir)}")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli.main(prog_name="sqjax")
+
+
+if __name__ == "__main__":
+    main()

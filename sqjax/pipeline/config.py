@@ -1,0 +1,191 @@
+"""Run configs: YAML -> frozen `RunConfig`, with `--set key=value` overrides.
+
+Unknown keys, wrong types and model names missing from the `models` table are SqjaxErrors
+naming the key path, the file (or `--set` option) and the expected type.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from sqjax import assets
+from sqjax.errors import SqjaxError
+from sqjax.pipeline import sections as S
+from sqjax.pipeline.typed import build
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A model: HF checkpoint dir, hub id, `.gguf` file, or `asset:PKG/PATH`."""
+
+    path: str
+    dtype: Literal["bfloat16", "float32", "float16"] = "bfloat16"
+
+    @property
+    def is_gguf(self) -> bool:
+        return self.path.endswith(".gguf")
+
+
+@dataclass(frozen=True)
+class MeshConfig:
+    """Device mesh axis sizes; -1 = all remaining devices. Not part of any stage's
+    fingerprint: a preempted run may resume on a different slice."""
+
+    data: int = -1
+    fsdp: int = 1
+    tensor: int = 1
+
+    def __post_init__(self) -> None:
+        sizes = (self.data, self.fsdp, self.tensor)
+        if any(s == 0 or s < -1 for s in sizes) or sizes.count(-1) > 1:
+            raise ValueError(f"mesh sizes {sizes}: each must be >= 1, at most one may be -1")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything one pipeline run needs: where, which models, and each stage's settings."""
+
+    run_dir: str = "runs/default"
+    seed: int = 0
+    mesh: MeshConfig = field(default_factory=MeshConfig)
+    models: dict[str, ModelEntry] = field(default_factory=dict)
+    skip_stages: list[str] = field(default_factory=list)  # not run by `sqjax run`
+    seed_questions: S.SeedQuestionsConfig = field(default_factory=S.SeedQuestionsConfig)
+    qft: S.QftConfig = field(default_factory=S.QftConfig)
+    qpo_sample: S.QpoSampleConfig = field(default_factory=S.QpoSampleConfig)
+    qpo_rewrite: S.QpoRewriteConfig = field(default_factory=S.QpoRewriteConfig)
+    qpo_pairs: S.QpoPairsConfig = field(default_factory=S.QpoPairsConfig)
+    qpo: S.QpoConfig = field(default_factory=S.QpoConfig)
+    gen_questions: S.GenQuestionsConfig = field(default_factory=S.GenQuestionsConfig)
+    difficulty: S.DifficultyConfig = field(default_factory=S.DifficultyConfig)
+    filter: S.FilterConfig = field(default_factory=S.FilterConfig)
+    gen_responses: S.GenResponsesConfig = field(default_factory=S.GenResponsesConfig)
+    reward: S.RewardConfig = field(default_factory=S.RewardConfig)
+    sft: S.SftConfig = field(default_factory=S.SftConfig)
+    eval: S.EvalConfig = field(default_factory=S.EvalConfig)
+
+
+def load_config(path: str | os.PathLike, overrides: list[str] = ()) -> RunConfig:
+    """Reads a YAML run config and applies `key.path=yaml_value` overrides in order."""
+    path = Path(path)
+    if not path.is_file():
+        raise SqjaxError(f"{path}: config file not found")
+    return parse_config(path.read_text(encoding="utf-8"), str(path), overrides)
+
+
+def parse_config(text: str, source: str, overrides: list[str] = ()) -> RunConfig:
+    """Like load_config, from YAML text; `source` names it in errors."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        raise SqjaxError(f"{source}{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
+    data = {} if data is None else data
+    cfg = _validated(data, source)
+    for item in overrides:
+        key, value = _parse_override(item)
+        data = _set_path(data, key, value, f"--set {item}")
+        cfg = _validated(data, f"--set {item} (on {source})")
+    return cfg
+
+
+def _validated(data: Any, source: str) -> RunConfig:
+    cfg = build(RunConfig, data, source)
+    check_model_names(cfg, source)
+    from sqjax import stages
+
+    for name in cfg.skip_stages:
+        if name not in stages.names():
+            raise SqjaxError(f"{source}: skip_stages: unknown stage {name!r}; see `sqjax stages`")
+    return cfg
+
+
+def _parse_override(item: str) -> tuple[str, Any]:
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip():
+        raise SqjaxError(f"--set {item!r}: expected KEY=VALUE, e.g. --set seed=1")
+    try:
+        return key.strip(), yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return key.strip(), raw
+
+
+def _set_path(data: Any, key: str, value: Any, source: str) -> dict:
+    if not isinstance(data, dict):
+        raise SqjaxError(f"{source}: the config's top level is not a mapping")
+    data = dict(data)
+    node = data
+    parts = key.split(".")
+    for i, part in enumerate(parts[:-1]):
+        child = node.get(part, {})
+        if not isinstance(child, dict):
+            raise SqjaxError(f"{source}: {'.'.join(parts[: i + 1])!r} is not a mapping")
+        node[part] = dict(child)
+        node = node[part]
+    node[parts[-1]] = value
+    return data
+
+
+def model_refs(obj: Any, path: str = "") -> list[tuple[str, str]]:
+    """(key path, model name) for every non-empty model field below a config object."""
+    found: list[tuple[str, str]] = []
+    for f in dataclasses.fields(obj):
+        value, key = getattr(obj, f.name), f"{path}.{f.name}" if path else f.name
+        values = value if isinstance(value, list) else [value]
+        for i, v in enumerate(values):
+            sub = f"{key}[{i}]" if isinstance(value, list) else key
+            if f.metadata.get(S.MODEL_REF) and isinstance(v, str) and v:
+                found.append((sub, v))
+            elif dataclasses.is_dataclass(v):
+                found.extend(model_refs(v, sub))
+    return found
+
+
+def check_model_names(cfg: RunConfig, source: str) -> None:
+    """Every model field names a `models` entry, optionally as `<stage>:<name>`."""
+    from sqjax import stages
+
+    for key, ref in model_refs(cfg):
+        stage, _, name = ref.rpartition(":")
+        if stage and stage not in stages.names():
+            raise SqjaxError(f"{source}: key {key!r}: {ref!r} names unknown stage {stage!r}")
+        if name not in cfg.models:
+            known = ", ".join(sorted(cfg.models)) or "none"
+            raise SqjaxError(
+                f"{source}: key {key!r}: model {name!r} is not in the models table "
+                f"(known: {known}); add it under `models:`"
+            )
+
+
+def resolve_model(cfg: RunConfig, run_dir: Path, ref: str) -> ModelEntry:
+    """The entry for `name` or `<stage>:<name>` (the checkpoint in RUN/<stage>/artifacts/)."""
+    if not ref:
+        raise SqjaxError("a model field of this stage is empty; set it in the config")
+    stage, _, name = ref.rpartition(":")
+    if name not in cfg.models:
+        raise SqjaxError(f"model {ref!r} is not in the models table ({sorted(cfg.models)})")
+    entry = cfg.models[name]
+    if stage:
+        return ModelEntry(str(run_dir / stage / "artifacts" / name), entry.dtype)
+    if entry.path.startswith(assets.PREFIX):
+        return ModelEntry(str(assets.resolve(entry.path)), entry.dtype)
+    return entry
+
+
+def get_key(cfg: Any, dotted: str) -> Any:
+    """The value at a dotted key path (`eval.benchmarks`)."""
+    for part in dotted.split("."):
+        cfg = cfg[part] if isinstance(cfg, dict) else getattr(cfg, part)
+    return cfg
+
+
+def to_plain(obj: Any) -> Any:
+    """A config object as plain JSON-able dicts and lists."""
+    return dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else obj

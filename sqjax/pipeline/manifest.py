@@ -1,0 +1,99 @@
+"""`RUN/<stage>/manifest.json`: what a stage was run with, what it made, and what it cost.
+
+The fingerprint (config hash + upstream output hashes) decides whether existing output may be
+resumed or reused; everything else is accounting for the report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from sqjax.data.jsonl import atomic_write_json
+from sqjax.errors import SqjaxError
+from sqjax.pipeline.config import RunConfig, get_key, model_refs
+from sqjax.stages import StageSpec
+
+MANIFEST = "manifest.json"
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value):
+        return dataclasses.asdict(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def stage_config(cfg: RunConfig, spec: StageSpec) -> dict:
+    """The part of the config a stage's output depends on: its section, the run seed, the
+    models it names and its declared config_deps. Not run_dir or mesh."""
+    section = getattr(cfg, spec.section_name)
+    deps = {key: _plain(get_key(cfg, key)) for key in spec.config_deps}
+    names = {ref.rpartition(":")[2] for _, ref in model_refs(section)}
+    for value in deps.values():
+        for v in value if isinstance(value, list) else [value]:
+            if isinstance(v, str) and v.rpartition(":")[2] in cfg.models:
+                names.add(v.rpartition(":")[2])
+    return {
+        "seed": cfg.seed,
+        spec.section_name: _plain(section),
+        "models": {n: _plain(cfg.models[n]) for n in sorted(names) if n in cfg.models},
+        **deps,
+    }
+
+
+def config_hash(stage_cfg: dict) -> str:
+    return hashlib.sha256(json.dumps(stage_cfg, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def input_stages(cfg: RunConfig, spec: StageSpec) -> list[str]:
+    """Declared inputs plus stages whose checkpoints the stage's model fields name."""
+    found = list(spec.inputs)
+    for _, ref in model_refs(getattr(cfg, spec.section_name)):
+        stage = ref.rpartition(":")[0]
+        if stage and stage not in found:
+            found.append(stage)
+    return found
+
+
+def read_manifest(stage_dir: Path) -> dict | None:
+    path = stage_dir / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise SqjaxError(
+            f"{path}: corrupt manifest ({e}); rerun the stage with --restart"
+        ) from None
+
+
+def write_manifest(stage_dir: Path, manifest: dict) -> None:
+    atomic_write_json(stage_dir / MANIFEST, manifest)
+
+
+def input_hashes(run_dir: Path, stage: str, upstream: list[str]) -> dict[str, str]:
+    """Output hash of each upstream stage; SqjaxError if one has not finished."""
+    hashes = {}
+    for name in upstream:
+        m = read_manifest(run_dir / name)
+        if m is None or not m.get("finished"):
+            raise SqjaxError(
+                f"stage {stage} needs the output of {name}, which has not finished in "
+                f"{run_dir}; run `sqjax stage {name}` first"
+            )
+        hashes[name] = m["output_hash"]
+    return hashes
+
+
+def changed_keys(old: Any, new: Any, path: str = "") -> list[str]:
+    """Dotted keys whose values differ between two plain config trees."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        keys = sorted(set(old) | set(new))
+        sub = [changed_keys(old.get(k), new.get(k), f"{path}.{k}" if path else k) for k in keys]
+        return [k for keys_k in sub for k in keys_k]
+    return [] if old == new else [path]

@@ -1,0 +1,153 @@
+"""`RUN/report.md`: rows and drops per stage, per-row stat histograms, examples, evaluation
+scores and a cost table shaped like the paper's Table 4. Plots go to RUN/report_files/."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import numbers
+from pathlib import Path
+
+from sqjax import stages
+from sqjax.data.jsonl import atomic_write_text
+from sqjax.errors import SqjaxError
+from sqjax.pipeline import shards as sh
+from sqjax.pipeline.manifest import read_manifest
+
+# Table 4 of the paper, A100-40G hours per stage (QFT is the sum of its two models;
+# the paper reports solvability + difficulty filtering together).
+PAPER_HOURS = {
+    "qft": 3.9,
+    "qpo-sample": 0.4,
+    "qpo": 6.6,
+    "gen-questions": 38.4,
+    "filter": 110.6,
+    "gen-responses": 251.0,
+    "reward": 112.0,
+}
+MAX_STAT_ROWS = 100_000
+
+
+def build_report(run_dir: str | Path, examples: int = 2) -> Path:
+    """Writes RUN/report.md (and its PNGs) from the manifests and outputs in RUN."""
+    run_dir = Path(run_dir)
+    manifests = {n: m for n in stages.names() if (m := read_manifest(run_dir / n))}
+    if not manifests:
+        raise SqjaxError(f"{run_dir}: no stage output found; run a stage first")
+    from sqjax.pipeline import plots
+
+    files = run_dir / "report_files"
+    files.mkdir(parents=True, exist_ok=True)
+    lines = [f"# sqjax run report: {run_dir}", ""]
+    plots.rows_and_drops(manifests, files / "rows.png")
+    lines += [
+        "## Rows per stage",
+        "",
+        _rows_table(manifests),
+        "",
+        "![rows](report_files/rows.png)",
+        "",
+    ]
+    lines += _stat_sections(run_dir, manifests, files)
+    lines += _score_section(manifests.get("eval", {}))
+    lines += ["## Cost (shape of the paper's Table 4)", "", _cost_table(manifests), ""]
+    lines += _example_sections(run_dir, manifests, examples)
+    path = run_dir / "report.md"
+    atomic_write_text(path, "\n".join(lines) + "\n")
+    return path
+
+
+def _rows_table(manifests: dict[str, dict]) -> str:
+    rows = [
+        "| stage | finished | rows in | rows out | dropped (by reason) |",
+        "|---|---|---|---|---|",
+    ]
+    for name, m in manifests.items():
+        drops = ", ".join(f"{r}: {c:,}" for r, c in m.get("drops", {}).items()) or "-"
+        rows.append(
+            f"| {name} | {'yes' if m.get('finished') else 'NO'} | "
+            f"{m.get('rows_in', 0):,} | {m.get('rows_out', 0):,} | {drops} |"
+        )
+    return "\n".join(rows)
+
+
+def _stat_sections(run_dir: Path, manifests: dict[str, dict], files: Path) -> list[str]:
+    from sqjax.pipeline import plots
+
+    lines: list[str] = []
+    for name, m in manifests.items():
+        fields = m.get("row_stats", [])
+        if not fields or not m.get("finished"):
+            continue
+        rows = list(itertools.islice(sh.iter_rows(run_dir / name), MAX_STAT_ROWS))
+        for f in fields:
+            values = [_lookup(r, f) for r in rows]
+            values = [float(v) for v in values if isinstance(v, numbers.Real)]
+            if values:
+                png = plots.histogram(values, f"{name}: {f}", files / f"{name}-{f}.png")
+                lines += [f"### {name}: {f}", "", f"![{f}](report_files/{png.name})", ""]
+    return (["## Per-row statistics", ""] + lines) if lines else []
+
+
+def _lookup(row: dict, dotted: str) -> object:
+    for part in dotted.split("."):
+        row = row.get(part) if isinstance(row, dict) else None
+    return row
+
+
+def _score_section(eval_manifest: dict) -> list[str]:
+    scores = eval_manifest.get("metrics", {}).get("scores")
+    if not isinstance(scores, dict) or not scores:
+        return []
+    benches = sorted({b for per in scores.values() for b in per})
+    lines = [
+        "## Evaluation (accuracy, %)",
+        "",
+        "| model | " + " | ".join(benches) + " | average |",
+        "|---" * (len(benches) + 2) + "|",
+    ]
+    for model, per in scores.items():
+        vals = [per.get(b) for b in benches]
+        got = [v for v in vals if isinstance(v, numbers.Real)]
+        avg = f"{100 * sum(got) / len(got):.1f}" if got else "-"
+        cells = [f"{100 * v:.1f}" if isinstance(v, numbers.Real) else "-" for v in vals]
+        lines.append(f"| {model} | " + " | ".join(cells) + f" | {avg} |")
+    return lines + [""]
+
+
+def _cost_table(manifests: dict[str, dict]) -> str:
+    rows = [
+        "| stage | device | devices | wall h | device-hours | tokens | paper A100-40G h |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    total_h = total_tok = 0.0
+    for name, m in manifests.items():
+        dh, tok = m.get("device_hours", 0.0), m.get("tokens", 0)
+        total_h, total_tok = total_h + dh, total_tok + tok
+        paper = PAPER_HOURS.get(name)
+        rows.append(
+            f"| {name} | {m.get('device_kind', '-')} | {m.get('device_count', 0)} | "
+            f"{m.get('wall_s', 0) / 3600:.3f} | {dh:.3f} | {tok:,} | "
+            f"{paper if paper is not None else '-'} |"
+        )
+    rows.append(f"| total | | | | {total_h:.3f} | {int(total_tok):,} | 522.9 |")
+    return "\n".join(rows)
+
+
+def _example_sections(run_dir: Path, manifests: dict[str, dict], n: int) -> list[str]:
+    lines = ["## Example rows", ""]
+    for name, m in manifests.items():
+        if not m.get("finished") or not m.get("rows_out"):
+            continue
+        rows = list(itertools.islice(sh.iter_rows(run_dir / name), n))
+        lines += [f"### {name}", ""]
+        for row in rows:
+            lines += ["```json", json.dumps(_shorten(row), indent=1, ensure_ascii=False), "```", ""]
+    return lines
+
+
+def _shorten(row: dict, limit: int = 400) -> dict:
+    return {
+        k: (v[:limit] + " ...") if isinstance(v, str) and len(v) > limit else v
+        for k, v in row.items()
+    }

@@ -1,0 +1,171 @@
+"""Runs stages: fingerprint check, context set-up, manifest accounting, pipeline order."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+from sqjax import stages
+from sqjax.errors import SqjaxError
+from sqjax.pipeline import manifest as mf
+from sqjax.pipeline import shards as sh
+from sqjax.pipeline.config import RunConfig
+from sqjax.pipeline.context import StageContext
+from sqjax.pipeline.rundir import prepare, step_dir
+
+log = logging.getLogger("sqjax")
+SAVE_EVERY_S = 30.0  # seconds between progress updates of an unfinished manifest
+
+
+def topology() -> tuple[int, int]:
+    """(process_index, process_count) from JAX when a stage has imported it, else (0, 1)."""
+    if "jax" not in sys.modules:
+        return 0, 1
+    import jax
+
+    return jax.process_index(), jax.process_count()
+
+
+def devices() -> tuple[str, int]:
+    """(device kind, device count) when JAX is in use, else ("none", 0)."""
+    if "jax" not in sys.modules:
+        return "none", 0
+    import jax
+
+    ds = jax.devices()
+    return ds[0].device_kind, len(ds)
+
+
+def run_stage(
+    cfg: RunConfig,
+    name: str,
+    restart: bool = False,
+    run_dir: str | Path | None = None,
+    process: tuple[int, int] | None = None,
+) -> dict:
+    """Runs (or resumes, or skips if finished) one stage; returns its manifest."""
+    spec = stages.spec(name)
+    run = stages.load_run(name)
+    run_dir = Path(run_dir or cfg.run_dir)
+    upstream = mf.input_stages(cfg, spec)
+    stage_cfg = mf.stage_config(cfg, spec)
+    chash = mf.config_hash(stage_cfg)
+    inputs = mf.input_hashes(run_dir, name, upstream)
+    pi, pc = process or topology()
+    if pi == 0:
+        old = prepare(run_dir / name, chash, stage_cfg, inputs, restart)
+    elif restart:
+        raise SqjaxError("--restart with several processes: restart once on one process first")
+    else:
+        old = mf.read_manifest(run_dir / name)
+    if old and old.get("finished"):
+        log.info("stage %s already finished in %s; skipping", name, run_dir / name)
+        return old
+    manifest = _start_manifest(name, chash, stage_cfg, inputs, old)
+    ctx = StageContext(
+        name, cfg, getattr(cfg, spec.section_name), run_dir, manifest, upstream, pi, pc
+    )
+    return _execute(ctx, run)
+
+
+def _start_manifest(name: str, chash: str, stage_cfg: dict, inputs: dict, old: dict | None) -> dict:
+    old = old or {}
+    return {
+        "stage": name,
+        "finished": False,
+        "config_hash": chash,
+        "config": stage_cfg,
+        "input_hashes": inputs,
+        "steps": old.get("steps", {}),
+        "attempts": old.get("attempts", 0) + 1,
+        "wall_s_before": old.get("wall_s", 0.0),
+        "started_at": old.get("started_at", time.strftime("%Y-%m-%dT%H:%M:%S")),
+    }
+
+
+def _execute(ctx: StageContext, run) -> dict:
+    t0 = last = time.monotonic()
+
+    def save(finished: bool = False, force: bool = False) -> None:
+        """Progress saves are throttled: each one reads every shard's stats file."""
+        nonlocal last
+        now = time.monotonic()
+        if ctx.process_index == 0 and (finished or force or now - last >= SAVE_EVERY_S):
+            _account(ctx, now - t0, finished)
+            mf.write_manifest(ctx.stage_dir, ctx.manifest)
+            last = now
+
+    ctx.save_manifest = save
+    save(force=True)  # the manifest comes first: a directory with files but none is refused
+    handler = logging.FileHandler(ctx.stage_dir / "log.txt")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    ctx.log.addHandler(handler)
+    try:
+        ctx.log.info("stage %s: attempt %d", ctx.name, ctx.manifest["attempts"])
+        run(ctx)
+        save(finished=True)
+    finally:
+        ctx.log.removeHandler(handler)
+        handler.close()
+    return ctx.manifest
+
+
+def _account(ctx: StageContext, attempt_s: float, finished: bool) -> None:
+    """Totals over every shard written so far (all attempts) plus this attempt's counters."""
+    m = ctx.manifest
+    drops, tokens, shard_s = Counter(ctx.drops), ctx.tokens, 0.0
+    for step, meta in m.get("steps", {}).items():
+        meta["rows_out"] = 0
+        for shard in sh.list_shards(step_dir(ctx.stage_dir, step)).values():
+            stats = sh.read_stats(shard)
+            drops.update(stats.get("drops", {}))
+            tokens += stats.get("tokens", 0)
+            shard_s += stats.get("wall_s", 0.0)
+            meta["rows_out"] += stats.get("rows_out", 0)
+    kind, count = devices()
+    wall_s = m["wall_s_before"] + attempt_s
+    first_step = next(iter(m.get("steps", {}).values()), {})
+    m.update(
+        rows_in=ctx.rows_read or first_step.get("rows_in", 0),
+        drops=dict(sorted(drops.items())),
+        tokens=tokens,
+        shard_wall_s=shard_s,
+        wall_s=wall_s,
+        device_kind=kind,
+        device_count=count,
+        device_hours=wall_s * count / 3600,
+        process_count=ctx.process_count,
+    )
+    if finished:
+        out = sh.output_hash(ctx.stage_dir)
+        key = f"{m['config_hash']}/{sorted(m['input_hashes'].items())}/{out}"
+        m.update(
+            finished=True,
+            finished_at=time.strftime("%Y-%m-%dT%H:%M:%S"),
+            rows_out=m["steps"].get("", {}).get("rows_out", 0),
+            output_hash=hashlib.sha256(key.encode()).hexdigest()[:16],
+        )
+
+
+def pipeline_stages(cfg: RunConfig, first: str | None = None, last: str | None = None) -> list[str]:
+    """Registered stages from `first` to `last` (inclusive), minus cfg.skip_stages."""
+    order = stages.names()
+    lo = order.index(stages.spec(first).name) if first else 0
+    hi = order.index(stages.spec(last).name) if last else len(order) - 1
+    if lo > hi:
+        raise SqjaxError(f"--from {first} comes after --to {last} in the pipeline order")
+    return [s for s in order[lo : hi + 1] if s not in cfg.skip_stages]
+
+
+def run_pipeline(
+    cfg: RunConfig,
+    first: str | None = None,
+    last: str | None = None,
+    run_dir: str | Path | None = None,
+) -> list[dict]:
+    """Runs the stages in order, skipping finished ones; returns their manifests."""
+    return [run_stage(cfg, name, run_dir=run_dir) for name in pipeline_stages(cfg, first, last)]

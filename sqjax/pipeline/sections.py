@@ -1,0 +1,333 @@
+"""One frozen config dataclass per pipeline stage, defaults = the paper's settings.
+
+Sources: Ding et al. 2024 (ScaleQuest) and the authors' code; see /work/shared/SCALEQUEST.md.
+Settings the paper does not give are marked "sqjax choice". Model fields hold names from the
+run config's `models` table, or `<stage>:<name>` for the checkpoint a training stage wrote for
+that model (e.g. `qpo:qwen2-math`); their fields carry `MODEL` metadata so the loader can check
+every name before a run starts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from sqjax import assets
+
+MODEL_REF = "model_ref"
+MODEL = {MODEL_REF: True}  # field metadata: the value names models
+BOXED_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ValueError(message)
+
+
+def _check_sampling(temperature: float, top_p: float, max_tokens: int) -> None:
+    _require(temperature >= 0, f"temperature={temperature} must be >= 0")
+    _require(0 < top_p <= 1, f"top_p={top_p} must be in (0, 1]")
+    _require(max_tokens > 0, f"max_tokens={max_tokens} must be > 0")
+
+
+def _check_positive(**values: int | None) -> None:
+    for name, value in values.items():
+        _require(value is None or value > 0, f"{name}={value} must be > 0")
+
+
+@dataclass(frozen=True)
+class SeedSource:
+    """A JSONL file of seed questions and the field holding the question text."""
+
+    path: str
+    field: str = "question"
+    limit: int | None = None  # first `limit` rows only (demo / smoke runs)
+
+
+def _paper_seed_sources() -> list[SeedSource]:
+    return [SeedSource(assets.GSM8K_TRAIN, "question"), SeedSource(assets.MATH_TRAIN, "problem")]
+
+
+@dataclass(frozen=True)
+class SeedQuestionsConfig:
+    """Stage seed-questions: the bare questions QFT trains on (GSM8K + MATH train, ~15K)."""
+
+    sources: list[SeedSource] = field(default_factory=_paper_seed_sources)
+
+
+@dataclass(frozen=True)
+class QftConfig:
+    """Stage qft: SFT of each solver on bare questions; writes checkpoint `qft:<model>`."""
+
+    models: list[str] = field(default_factory=list, metadata=MODEL)
+    lr: float = 2e-5  # authors' code default
+    epochs: int = 1
+    warmup_ratio: float = 0.03  # cosine schedule
+    seq_len: int = 256  # packed rows
+    batch_size: int = 32
+    loss: Literal["all", "question"] = "all"  # authors' code: loss on every token
+    max_steps: int | None = None  # cap for smoke runs; None = full epochs
+
+    def __post_init__(self) -> None:
+        _check_positive(epochs=self.epochs, seq_len=self.seq_len, batch_size=self.batch_size)
+        _check_positive(max_steps=self.max_steps)
+        _require(0 <= self.warmup_ratio < 1, f"warmup_ratio={self.warmup_ratio} not in [0, 1)")
+
+
+@dataclass(frozen=True)
+class QuestionSampling:
+    """Sampling questions from the bare pre-query prefix (stages qpo-sample, gen-questions)."""
+
+    num_questions: int = 10_000  # per model
+    temperature: float = 1.0
+    top_p: float = 0.99
+    max_tokens: int = 512  # paper; the authors' code used 1024
+    shard_size: int = 1_000
+    batch_size: int = 256
+
+    def __post_init__(self) -> None:
+        _check_sampling(self.temperature, self.top_p, self.max_tokens)
+        _check_positive(num_questions=self.num_questions, shard_size=self.shard_size)
+        _check_positive(batch_size=self.batch_size)
+
+
+@dataclass(frozen=True)
+class QpoSampleConfig(QuestionSampling):
+    """Stage qpo-sample: 10K questions from each QFT model (`qft:<m>` for m in qft.models)."""
+
+
+@dataclass(frozen=True)
+class HttpEndpoint:
+    """An OpenAI-compatible chat endpoint (the paper's rewriter was GPT-4o-mini)."""
+
+    url: str
+    model: str
+    api_key_env: str = "OPENAI_API_KEY"  # name of the environment variable, never the key
+
+
+@dataclass(frozen=True)
+class QpoRewriteConfig:
+    """Stage qpo-rewrite: an optimizer LLM rewrites each question toward one goal."""
+
+    rewriter: str | HttpEndpoint = field(default="", metadata=MODEL)  # model name or endpoint
+    solvability_share: float = 0.5  # per-question coin flip: solvability vs difficulty prompt
+    temperature: float = 0.0
+    max_tokens: int = 2048
+    shard_size: int = 1_000
+    batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        _require(0 <= self.solvability_share <= 1, "solvability_share must be in [0, 1]")
+        _check_sampling(self.temperature, 1.0, self.max_tokens)
+        _check_positive(shard_size=self.shard_size, batch_size=self.batch_size)
+
+
+@dataclass(frozen=True)
+class QpoPairsConfig:
+    """Stage qpo-pairs: DPO pairs (chosen = rewrite, rejected = original, prompt = prefix)."""
+
+    drop_identical: bool = True  # a rewrite equal to its original teaches nothing
+    ascii_only: bool = True  # same language rule as the filter stage (sqjax choice)
+    max_pairs: int | None = None
+
+    def __post_init__(self) -> None:
+        _check_positive(max_pairs=self.max_pairs)
+
+
+@dataclass(frozen=True)
+class QpoConfig:
+    """Stage qpo: sigmoid DPO of each QFT model; reference = frozen QFT model."""
+
+    beta: float = 0.1
+    lr: float = 5e-7
+    warmup_steps: int = 20  # then cosine
+    batch_size: int = 128
+    epochs: int = 1
+    max_len: int = 1024
+    max_steps: int | None = None
+
+    def __post_init__(self) -> None:
+        _require(self.beta > 0, f"beta={self.beta} must be > 0")
+        _check_positive(batch_size=self.batch_size, epochs=self.epochs, max_len=self.max_len)
+        _check_positive(max_steps=self.max_steps)
+
+
+@dataclass(frozen=True)
+class GenQuestionsConfig(QuestionSampling):
+    """Stage gen-questions: questions from each generator's pre-query prefix."""
+
+    generators: list[str] = field(default_factory=list, metadata=MODEL)
+    num_questions: int = 1_000_000  # per generator
+    shard_size: int = 10_000
+
+
+@dataclass(frozen=True)
+class DifficultyConfig:
+    """Stage difficulty: trains the fail-rate regressor the filter uses; writes
+    `difficulty:<model>`. Labels = 1 - pass rate of `solver`'s samples on the seed questions.
+    The paper gives the design (DeepSeekMath-7B-Base + scalar head, MSE), not the settings:
+    every number below is an sqjax choice.
+    """
+
+    model: str = field(default="", metadata=MODEL)
+    solver: str = field(default="", metadata=MODEL)
+    samples_per_question: int = 8
+    temperature: float = 0.7
+    top_p: float = 0.95
+    max_tokens: int = 2048
+    max_questions: int | None = None
+    lr: float = 1e-5
+    epochs: int = 1
+    warmup_ratio: float = 0.03
+    batch_size: int = 64
+    max_len: int = 512
+    shard_size: int = 1_000
+
+    def __post_init__(self) -> None:
+        _check_sampling(self.temperature, self.top_p, self.max_tokens)
+        _check_positive(samples_per_question=self.samples_per_question, epochs=self.epochs)
+        _check_positive(batch_size=self.batch_size, max_len=self.max_len)
+        _check_positive(shard_size=self.shard_size, max_questions=self.max_questions)
+
+
+@dataclass(frozen=True)
+class LanguageFilter:
+    """Keep a question only if non-empty and pure ASCII (paper: removed 20.1%)."""
+
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class SolvabilityFilter:
+    """A judge reasons step by step and ends with Yes/No (paper: removed 19.4%)."""
+
+    enabled: bool = True
+    judge: str = field(default="", metadata=MODEL)
+    max_tokens: int = 2048  # greedy
+    verdict: Literal["strict", "lax"] = "strict"  # lax = "yes" anywhere (the authors' code)
+    batch_size: int = 64
+
+
+@dataclass(frozen=True)
+class DifficultyFilter:
+    """Drop the easiest share of questions by predicted fail rate (paper: removed 9.2%)."""
+
+    enabled: bool = True
+    scorer: str = field(default="", metadata=MODEL)  # usually difficulty:<model>
+    drop_share: float = 0.1  # threshold not released: sqjax choice
+    apply_to: list[str] | None = field(default=None, metadata=MODEL)  # None = all
+
+    def __post_init__(self) -> None:
+        _require(0 <= self.drop_share < 1, f"drop_share={self.drop_share} not in [0, 1)")
+
+
+@dataclass(frozen=True)
+class DedupFilter:
+    """Exact-duplicate removal (none in the authors' code)."""
+
+    enabled: bool = True
+    normalize: bool = True  # compare case- and whitespace-folded text
+
+
+@dataclass(frozen=True)
+class DecontamFilter:
+    """Drop questions sharing an n-gram with an evaluation set (benchmarks = eval.benchmarks)."""
+
+    enabled: bool = True
+    ngram: int = 13
+
+    def __post_init__(self) -> None:
+        _check_positive(ngram=self.ngram)
+
+
+@dataclass(frozen=True)
+class FilterConfig:
+    """Stage filter: language -> solvability -> difficulty -> dedup -> decontamination."""
+
+    language: LanguageFilter = field(default_factory=LanguageFilter)
+    solvability: SolvabilityFilter = field(default_factory=SolvabilityFilter)
+    difficulty: DifficultyFilter = field(default_factory=DifficultyFilter)
+    dedup: DedupFilter = field(default_factory=DedupFilter)
+    decontam: DecontamFilter = field(default_factory=DecontamFilter)
+    shard_size: int = 10_000
+
+    def __post_init__(self) -> None:
+        _check_positive(shard_size=self.shard_size)
+
+
+@dataclass(frozen=True)
+class GenResponsesConfig:
+    """Stage gen-responses: `n` chain-of-thought answers per question from the solver."""
+
+    solver: str = field(default="", metadata=MODEL)
+    n: int = 5
+    temperature: float = 0.7
+    top_p: float = 0.95
+    max_tokens: int = 2048
+    instruction: str = BOXED_INSTRUCTION  # appended to the question in the user turn
+    drop_no_answer: bool = True  # drop samples with no final answer
+    shard_size: int = 2_000
+    batch_size: int = 256
+
+    def __post_init__(self) -> None:
+        _check_sampling(self.temperature, self.top_p, self.max_tokens)
+        _check_positive(n=self.n, shard_size=self.shard_size, batch_size=self.batch_size)
+
+
+@dataclass(frozen=True)
+class RewardConfig:
+    """Stage reward: score every (question, response) and keep the best per question."""
+
+    model: str = field(default="", metadata=MODEL)
+    mode: Literal["reward_model", "judge"] = "reward_model"
+    max_len: int = 4096
+    judge_max_tokens: int = 1024  # mode=judge only
+    batch_size: int = 64
+    shard_size: int = 2_000
+
+    def __post_init__(self) -> None:
+        _check_positive(max_len=self.max_len, batch_size=self.batch_size)
+        _check_positive(shard_size=self.shard_size, judge_max_tokens=self.judge_max_tokens)
+
+
+@dataclass(frozen=True)
+class SftModel:
+    """One base model to fine-tune and its learning rate."""
+
+    model: str = field(default="", metadata=MODEL)
+    lr: float = 1e-5
+
+
+@dataclass(frozen=True)
+class SftConfig:
+    """Stage sft: each base model on the (query, response) pairs; writes `sft:<model>`."""
+
+    models: list[SftModel] = field(default_factory=list)
+    epochs: int = 3
+    warmup_ratio: float = 0.03  # then cosine
+    pack_len: int = 4096
+    batch_size: int = 64
+    loss: Literal["response", "all"] = "response"
+    max_steps: int | None = None
+
+    def __post_init__(self) -> None:
+        _check_positive(epochs=self.epochs, pack_len=self.pack_len, batch_size=self.batch_size)
+        _check_positive(max_steps=self.max_steps)
+
+
+def _paper_benchmarks() -> dict[str, str]:
+    return {"gsm8k": assets.GSM8K_TEST, "math": assets.MATH_TEST}
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Stage eval: zero-shot CoT, greedy; answer from the last \\boxed{}."""
+
+    models: list[str] = field(default_factory=list, metadata=MODEL)
+    benchmarks: dict[str, str] = field(default_factory=_paper_benchmarks)  # name -> JSONL
+    max_tokens: int = 2048
+    limit: int | None = None  # first `limit` problems per benchmark (smoke runs)
+    batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        _check_positive(max_tokens=self.max_tokens, limit=self.limit, batch_size=self.batch_size)

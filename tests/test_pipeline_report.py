@@ -1,0 +1,54 @@
+"""The run report: tables, plots, histograms of declared stats, eval scores, cost table."""
+
+from __future__ import annotations
+
+import pytest
+
+from sqjax import stages
+from sqjax.errors import SqjaxError
+from sqjax.pipeline.config import parse_config
+from sqjax.pipeline.report import build_report
+from sqjax.pipeline.runner import run_stage
+
+
+def questions(ctx) -> None:
+    def fn(rows, info):
+        info.add_tokens(10 * len(rows))
+        info.drop("not_ascii", 1)
+        return [{**r, "difficulty": r["i"] / 10} for r in rows[1:]]
+
+    ctx.map_shards([{"i": i, "question": f"q{i}"} for i in range(10)], fn, 5)
+    ctx.declare_row_stats("difficulty")
+
+
+def evaluate(ctx) -> None:
+    ctx.set_metric("scores", {"sft:smol": {"gsm8k": 0.25, "math": 0.5}})
+
+
+@pytest.fixture
+def run_dir(tmp_path):
+    stages.register(stages.StageSpec("toy-q", "questions", section="gen_questions", run=questions))
+    real_eval = stages.spec("eval")
+    stages.register(stages.StageSpec("eval", "evaluate", run=evaluate))  # in the same place
+    cfg = parse_config("seed: 1", "c.yaml")
+    run_stage(cfg, "toy-q", run_dir=tmp_path)
+    run_stage(cfg, "eval", run_dir=tmp_path)
+    yield tmp_path
+    stages.unregister("toy-q")
+    stages.register(real_eval)
+
+
+def test_report_sections_and_plots(run_dir):
+    text = build_report(run_dir).read_text()
+    assert "| toy-q | yes | 10 | 8 | not_ascii: 2 |" in text
+    assert (run_dir / "report_files" / "rows.png").stat().st_size > 1000
+    assert (run_dir / "report_files" / "toy-q-difficulty.png").stat().st_size > 1000
+    assert "| sft:smol | 25.0 | 50.0 | 37.5 |" in text
+    cost = [line for line in text.splitlines() if line.startswith("| toy-q | cpu")]
+    assert len(cost) == 1 and cost[0].split("|")[6].strip() == "100"
+    assert '"question": "q1"' in text
+
+
+def test_report_needs_output(tmp_path):
+    with pytest.raises(SqjaxError, match="no stage output found"):
+        build_report(tmp_path)
