@@ -52,7 +52,7 @@ def _rope(hf: dict[str, Any], source: str) -> tuple[float, RopeScaling]:
         low_freq_factor=float(merged.get("low_freq_factor", 1.0)),
         high_freq_factor=float(merged.get("high_freq_factor", 4.0)),
         original_max_position_embeddings=int(
-            merged.get("original_max_position_embeddings", hf.get("max_position_embeddings", 8192))
+            merged.get("original_max_position_embeddings", RopeScaling.original_max_position_embeddings)
         ),
     )
 

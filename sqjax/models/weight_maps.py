@@ -78,7 +78,7 @@ def _wqkv_fwd(w, cfg):
 
     Verified against InternLM2's modeling code (`rearrange(qkv, "b q (h gs d) -> b q h gs d",
     gs=2 + num_key_value_groups)`, q = [..., :G, :], k = [..., -2, :], v = [..., -1, :]) and by
-    tests/test_models_parity.py, which fuses a Llama checkpoint this way and gets its logits.
+    tests/test_models_internlm2.py, which fuses a Llama checkpoint this way and gets its logits.
     """
     K, G, H, D = cfg.num_kv_heads, cfg.group_size, cfg.head_dim, cfg.hidden_size
     w_KgHD = w.reshape(K, G + 2, H, D)

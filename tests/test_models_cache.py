@@ -1,0 +1,72 @@
+"""KV cache == no cache, and causality, on tiny models with random O(1) weights."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+from helpers_hf import hf_model, max_diff_real, padded_batch, sqjax_twin
+
+from sqjax.checkpoints.convert import export_tensors, load_from_tensors
+from sqjax.models.cache import positions_from_mask
+
+TOL = 1e-5
+STEP = nnx.jit(lambda model, *args: model.step(*args))
+LENGTHS, WIDTH, PREFILL = [24, 17, 9], 24, 12  # row 2 has no real token in the prefill
+
+
+def cached_logits(model, ids_BL, mask_BL, prefill: int, cache_size: int):
+    """Logits from one prefill of `prefill` slots, then one `step` per remaining token."""
+    B, L = ids_BL.shape
+    pos_BL = positions_from_mask(jnp.asarray(mask_BL))
+    ids_BL = jnp.asarray(ids_BL)
+    cache = model.init_cache(B, cache_size)
+    logits_BLV, cache = STEP(
+        model, ids_BL[:, :prefill], pos_BL[:, :prefill], cache, jnp.zeros(B, jnp.int32)
+    )
+    chunks = [logits_BLV]
+    for t in range(prefill, L):
+        start_B = jnp.full(B, t, jnp.int32)
+        logits_B1V, cache = STEP(model, ids_BL[:, t : t + 1], pos_BL[:, t : t + 1], cache, start_B)
+        chunks.append(logits_B1V)
+    assert np.array_equal(np.asarray(cache.pos_BS[:, :L]), np.asarray(pos_BL))
+    return np.asarray(jnp.concatenate(chunks, axis=1))
+
+
+@pytest.mark.parametrize(
+    "arch, overrides",
+    [("LlamaForCausalLM", {}), ("MistralForCausalLM", {"sliding_window": 8})],
+    ids=["llama-gqa", "mistral-window-8"],
+)
+def test_prefill_then_decode_equals_full_forward(arch, overrides):
+    model = sqjax_twin(hf_model(arch, **overrides))
+    ids_BL, mask_BL = padded_batch(LENGTHS, WIDTH, "left", seed=5)
+    full_BLV = np.asarray(model(jnp.asarray(ids_BL), jnp.asarray(mask_BL)))
+    # A cache larger than needed: its empty slots (position -1) must be ignored.
+    step_BLV = cached_logits(model, ids_BL, mask_BL, PREFILL, cache_size=WIDTH + 5)
+    diff = max_diff_real(full_BLV, step_BLV, mask_BL)
+    print(f"{arch} {overrides}: cache vs no cache max |dlogit| = {diff:.2e}")
+    assert diff <= TOL
+    if "sliding_window" in overrides:  # the window acts: without it the logits differ
+        tensors = dict(export_tensors(model))
+        wide = load_from_tensors(
+            model.config.replace(sliding_window=None), tensors, tensors.__getitem__
+        )
+        assert max_diff_real(full_BLV, np.asarray(wide(ids_BL, mask_BL)), mask_BL) > 1e-2
+
+
+def test_future_tokens_do_not_change_earlier_logits():
+    model = sqjax_twin(hf_model("LlamaForCausalLM"))
+    ids_BL, mask_BL = padded_batch(LENGTHS, WIDTH, "left", seed=6)
+    changed_BL = ids_BL.copy()
+    t = 15
+    changed_BL[:, t] = ids_BL[:, t] % 400 + 1  # another real token (never PAD_ID)
+    assert (changed_BL[:, t] != ids_BL[:, t]).all()
+    before = np.asarray(model(jnp.asarray(ids_BL), jnp.asarray(mask_BL)))
+    after = np.asarray(model(jnp.asarray(changed_BL), jnp.asarray(mask_BL)))
+    past = max_diff_real(before[:, :t], after[:, :t], mask_BL[:, :t])
+    print(f"causality: max |dlogit| before the change {past:.2e}")
+    assert past <= 1e-6
+    # every real position from t on sees the change
+    assert np.abs(before[:, t:] - after[:, t:]).max(axis=-1)[mask_BL[:, t:] > 0].min() > 1e-3
