@@ -16,6 +16,7 @@ from typing import Any
 from jax.sharding import Mesh
 
 from sqjax import assets
+from sqjax.checkpoints import gguf_cache
 from sqjax.checkpoints.gguf_io import load_gguf, load_gguf_tokenizer
 from sqjax.checkpoints.safetensors_io import export_hf, load_hf_dir
 from sqjax.errors import SqjaxError
@@ -94,7 +95,9 @@ def load_model(
             raise SqjaxError(
                 f"{local}: a model file must be .gguf; for safetensors pass the directory"
             )
-        return load_gguf(local, **kw)
+        if not gguf_cache.enabled():
+            return load_gguf(local, **kw)
+        local = gguf_cache.converted(local)
     return load_hf_dir(local, **kw)
 
 
@@ -108,7 +111,9 @@ def load_tokenizer(path: str | os.PathLike):
             raise SqjaxError(
                 f"{local}: a tokenizer file must be .gguf; for HF tokenizers pass the directory"
             )
-        return load_gguf_tokenizer(local)
+        if not gguf_cache.enabled():
+            return load_gguf_tokenizer(local)
+        local = gguf_cache.converted(local)
     try:
         return AutoTokenizer.from_pretrained(str(local))
     except (OSError, ValueError) as e:
