@@ -121,8 +121,12 @@ class Decoder(nnx.Module):
     def compute_dtype(self):
         return parse_dtype(self.config.dtype)
 
-    def hidden(self, input_ids_BL, attention_mask_BL=None, *, positions_BL=None, segment_ids_BL=None):
-        """Final-norm hidden states [B, L, D] without a cache."""
+    def hidden(self, input_ids_BL, attention_mask_BL=None, *, positions_BL=None, segment_ids_BL=None, remat=None):
+        """Final-norm hidden states [B, L, D] without a cache.
+
+        `remat` is a jax.checkpoint policy (e.g. jax.checkpoint_policies.nothing_saveable):
+        each block's activations are then recomputed in the backward pass, not stored.
+        """
         if positions_BL is None:
             if attention_mask_BL is None:
                 attention_mask_BL = jnp.ones(input_ids_BL.shape, jnp.int32)
@@ -132,8 +136,13 @@ class Decoder(nnx.Module):
         self._check_length(input_ids_BL.shape[1])
         x_BLD = self._embed(input_ids_BL)
         cos, sin = rope_tables(self.config, jnp.maximum(positions_BL, 0))
+        def run(block, x_BLD):
+            return block(x_BLD, positions_BL, cos, sin, seg_BL=segment_ids_BL)[0]
+
+        if remat is not None:
+            run = nnx.remat(run, policy=remat)
         for block in self.layers:
-            x_BLD, _ = block(x_BLD, positions_BL, cos, sin, seg_BL=segment_ids_BL)
+            x_BLD = run(block, x_BLD)
         return self.final_norm(x_BLD)
 
     def __call__(self, input_ids_BL, attention_mask_BL=None, *, positions_BL=None, segment_ids_BL=None):
