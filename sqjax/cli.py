@@ -67,6 +67,23 @@ _set_opt = click.option(
     help="Override a config key (value parsed as YAML), e.g. "
     "--set gen_questions.temperature=0.8. Repeatable.",
 )
+def _dist_opts(f):
+    """--coordinator/--num-processes/--process-id: join a multi-process run (sqjax.distributed)."""
+    f = click.option("--process-id", type=int, help="This process's id in a multi-process run.")(f)
+    f = click.option("--num-processes", type=int, help="Processes in a multi-process run.")(f)
+    return click.option(
+        "--coordinator",
+        metavar="HOST:PORT",
+        help="Coordinator of a multi-process run (not needed on a TPU VM slice, which is detected).",
+    )(f)
+
+
+def _join(coordinator: str | None, num_processes: int | None, process_id: int | None) -> None:
+    from sqjax import distributed
+
+    distributed.initialize(coordinator, num_processes, process_id)
+
+
 _out_opt = click.option(
     "--out",
     "run_dir",
@@ -103,8 +120,10 @@ def list_stages() -> None:
     help="Move the stage's existing output aside (RUN/<stage>.old-<time>) and start "
     "over; needed after changing its config.",
 )
+@_dist_opts
 def stage(
-    name: str, config_path: str, overrides: tuple[str, ...], run_dir: str | None, restart: bool
+    name: str, config_path: str, overrides: tuple[str, ...], run_dir: str | None, restart: bool,
+    coordinator: str | None, num_processes: int | None, process_id: int | None,
 ) -> None:
     """Run (or resume) one stage NAME."""
     from sqjax import stages
@@ -114,6 +133,7 @@ def stage(
     stages.spec(name)
     cfg = load_config(config_path, list(overrides))
     _setup_logging()
+    _join(coordinator, num_processes, process_id)
     m = run_stage(cfg, name, restart=restart, run_dir=run_dir)
     click.echo(f"{name}: {m.get('rows_out', 0):,} rows in {Path(run_dir or cfg.run_dir) / name}")
 
@@ -124,16 +144,21 @@ def stage(
 @_out_opt
 @click.option("--from", "first", metavar="NAME", help="First stage to run.")
 @click.option("--to", "last", metavar="NAME", help="Last stage to run.")
+@_dist_opts
 def run(
     config_path: str,
     overrides: tuple[str, ...],
     run_dir: str | None,
     first: str | None,
     last: str | None,
+    coordinator: str | None,
+    num_processes: int | None,
+    process_id: int | None,
 ) -> None:
     """Run the stages in order, skipping finished ones, then write the report."""
     from sqjax.pipeline.config import load_config
 
+    _join(coordinator, num_processes, process_id)
     _run_all(load_config(config_path, list(overrides)), run_dir, first, last)
 
 

@@ -10,10 +10,14 @@ from sqjax.pipeline.context import StageContext
 
 @functools.cache
 def _load(path: str, dtype: str, param_dtype: str | None, mesh_sizes: tuple[int, int, int]):
+    import jax
+
     from sqjax.checkpoints.api import load_model, load_tokenizer
     from sqjax.sharding import make_mesh
 
-    mesh = make_mesh(*mesh_sizes)
+    # Sampling and scoring stages give each process its own shards, so each process runs its
+    # own copy of the model on its local devices; no cross-host traffic per token.
+    mesh = make_mesh(*mesh_sizes, devices=jax.local_devices())
     model = load_model(path, dtype=dtype, param_dtype=param_dtype, mesh=mesh)
     return model, load_tokenizer(path), mesh
 
@@ -24,7 +28,9 @@ def mesh_sizes(ctx: StageContext) -> tuple[int, int, int]:
 
 
 def load_entry(ctx: StageContext, name: str, *, param_dtype: str | None = None) -> tuple[Any, Any, Any]:
-    """(model, tokenizer, mesh) for a `models` table name or `<stage>:<name>` checkpoint.
+    """(model, tokenizer, mesh) for a `models` table name or `<stage>:<name>` checkpoint, on
+    a mesh over this process's devices (for sampling and scoring; training stages use the
+    global mesh through sqjax.training).
 
     Loaded once per process and reused by later stages of the same run (`sqjax run`).
     """
