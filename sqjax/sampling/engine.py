@@ -1,0 +1,298 @@
+"""Continuous batching on the host around the jitted insert and decode programs.
+
+A fixed number of slots (batch rows) share a cache of fixed length. Waiting samples fill free
+slots through `insert` (each distinct prompt among them is prefilled once; its n samples copy
+the cache row); `decode` then runs a chunk of steps for all live rows in one device call, and
+the host collects the new tokens, applies stop strings and frees finished slots.
+Prompt lengths, cache lengths and insert sizes are bucketed so few programs compile.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time
+from collections import deque
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from jax.sharding import Mesh, NamedSharding
+
+from sqjax.errors import SqjaxError
+from sqjax.models.cache import init_cache
+from sqjax.sampling import steps as S
+from sqjax.sampling.filters import RowSampling
+from sqjax.sampling.params import SamplingParams
+from sqjax.sampling.progress import TokenProgress
+from sqjax.sampling.stops import decode as detok
+from sqjax.sampling.stops import find_stop
+from sqjax.sharding import BATCH, SAMPLE_RULES, spec_for, state_shardings
+
+
+def bucket(n: int, minimum: int = 64) -> int:
+    """Length bucket: powers of two from `minimum` up to 1024, then multiples of 512."""
+    if n <= 1024:
+        return max(minimum, 1 << max(n - 1, 0).bit_length())
+    return -(-n // 512) * 512
+
+
+def pow2(n: int) -> int:
+    return 1 << max(n - 1, 0).bit_length()
+
+
+@dataclasses.dataclass
+class Request:
+    """One prompt to complete; stop_ids already include the EOS ids unless ignore_eos."""
+
+    prompt_ids: list[int]
+    params: SamplingParams
+    stop_ids: tuple[int, ...]
+    seed: int
+
+
+@dataclasses.dataclass
+class Sample:
+    request: int
+    index: int
+    token_ids: list[int] = dataclasses.field(default_factory=list)
+    logprobs: list[float] = dataclasses.field(default_factory=list)
+    checked: int = 0
+    finish_reason: str | None = None
+    text: str | None = None
+
+
+class Engine:
+    """Runs requests through `slots` rows with continuous batching; see module docstring."""
+
+    def __init__(
+        self,
+        model,
+        tokenizer=None,
+        *,
+        mesh: Mesh | None = None,
+        max_batch: int = 32,
+        chunk: int = 16,
+        progress: bool = False,
+    ):
+        self.graphdef, weights = nnx.split(model)
+        self.config = model.config
+        self.dtype = model.compute_dtype
+        self.tokenizer, self.mesh, self.chunk, self.progress = tokenizer, mesh, chunk, progress
+        self.max_batch = -(-max_batch // self._rows()) * self._rows()
+        if mesh is not None:
+            weights = jax.device_put(weights, state_shardings(weights, mesh, SAMPLE_RULES))
+        self.weights = weights
+        self.stats: dict[str, float] = {}
+
+    # ----- device programs -----
+    def _slot_shardings(self, slots: S.Slots):
+        if self.mesh is None:
+            return None
+
+        def one(path, leaf):
+            names = ("batch",) + (None,) * (leaf.ndim - 1)
+            if leaf.ndim == 4:
+                names = ("batch", None, "kv_heads", "head_dim")
+            return NamedSharding(self.mesh, spec_for(names, leaf.shape, self.mesh, SAMPLE_RULES))
+
+        return jax.tree_util.tree_map_with_path(one, slots)
+
+    def _programs(self, slots: S.Slots):
+        shard = self._slot_shardings(slots)
+        return _jitted(self.mesh, shard)
+
+    def _init_slots(self, B: int, size: int, E: int) -> S.Slots:
+        cfg = self.config
+        cache = init_cache(cfg.num_layers, B, size, cfg.num_kv_heads, cfg.head_dim, self.dtype)
+
+        def zi():  # a distinct buffer per field: every field is donated
+            return np.zeros((B,), np.int32)
+
+        def zf():
+            return np.zeros((B,), np.float32)
+
+        slots = S.Slots(
+            cache=cache,
+            token_B=zi(),
+            pos_B=zi(),
+            count_B=zi(),
+            done_B=np.ones((B,), bool),
+            rows=RowSampling(zf(), zi(), zf() + 1, zf()),
+            limits=S.Limits(
+                zi(), zi() + 1, np.full((B, E), -1, np.int32), np.zeros((B, 2), np.uint32)
+            ),
+        )
+        slots = jax.tree.map(jnp.array, slots)
+        shard = self._slot_shardings(slots)
+        return slots if shard is None else jax.device_put(slots, shard)
+
+    # ----- host loop -----
+    def run(self, requests: list[Request]) -> list[list[Sample]]:
+        """Completes every request; returns its samples (n per request) in order."""
+        t0, traces0 = time.perf_counter(), sum(S.TRACES.values())
+        need = max(len(r.prompt_ids) + r.params.max_tokens for r in requests)
+        if need > self.config.max_position_embeddings:
+            raise SqjaxError(
+                f"prompt + max_tokens = {need} exceeds the model's max_position_embeddings="
+                f"{self.config.max_position_embeddings}; lower max_tokens or shorten the prompt"
+            )
+        total = sum(r.params.n for r in requests)
+        B = min(self.max_batch, -(-pow2(total) // self._rows()) * self._rows())
+        size = bucket(need)
+        E = pow2(max(4, max(len(r.stop_ids) for r in requests)))
+        slots = self._init_slots(B, size, E)
+        decode_fn, insert_fn = self._programs(slots)
+        logprobs = any(r.params.logprobs is not None for r in requests)
+        pending = deque(Sample(i, j) for i, r in enumerate(requests) for j in range(r.params.n))
+        out = [[None] * r.params.n for r in requests]
+        live: dict[int, Sample] = {}
+        free = list(range(B))
+        counts = {"generated_tokens": 0, "prefill_tokens": 0, "decode_calls": 0, "inserts": 0}
+        bar = TokenProgress(total, "generate") if self.progress else None
+        while pending or live:
+            finished: list[int] = []
+            if free and pending:
+                take = [pending.popleft() for _ in range(min(len(free), len(pending)))]
+                placed = [(free.pop(0), smp) for smp in take]
+                slots = self._insert(insert_fn, slots, placed, requests, counts, B)
+                live.update(placed)
+            if live:
+                kill_B = np.array([b not in live for b in range(B)])
+                slots, tok_BT, lp_BT = decode_fn(
+                    self.graphdef,
+                    self.weights,
+                    slots,
+                    kill_B,
+                    steps=self.chunk,
+                    with_logprobs=logprobs,
+                )
+                counts["decode_calls"] += 1
+                tok_BT, lp_BT, done_B = jax.device_get((tok_BT, lp_BT, slots.done_B))
+                for slot, smp in live.items():
+                    new = tok_BT[slot][tok_BT[slot] >= 0]
+                    smp.token_ids.extend(int(t) for t in new)
+                    smp.logprobs.extend(float(x) for x in lp_BT[slot][: len(new)])
+                    counts["generated_tokens"] += len(new)
+                    if self._finish(smp, requests[smp.request], bool(done_B[slot])):
+                        finished.append(slot)
+            for slot in finished:
+                smp = live.pop(slot)
+                out[smp.request][smp.index] = smp
+                free.append(slot)
+                if bar:
+                    bar.update(1, len(smp.token_ids))
+            free.sort()
+        if bar:
+            bar.close()
+        counts.update(
+            compiles=sum(S.TRACES.values()) - traces0,
+            seconds=time.perf_counter() - t0,
+            batch=B,
+            cache_length=size,
+        )
+        self.stats = counts
+        return out
+
+    def _rows(self) -> int:
+        return 1 if self.mesh is None else int(np.prod([self.mesh.shape[a] for a in BATCH]))
+
+    def _finish(self, smp: Sample, req: Request, device_done: bool) -> bool:
+        """Applies stop strings and, when the sample is over, sets its reason and text."""
+        p = req.params
+        hit = find_stop(self.tokenizer, smp.token_ids, p.stop_strings, smp.checked, p.min_tokens)
+        smp.checked = len(smp.token_ids)
+        if hit is not None:
+            n, smp.text = hit
+            del smp.token_ids[n:], smp.logprobs[n:]
+            smp.finish_reason = "stop"
+            return True
+        if not device_done:
+            return False
+        ids = smp.token_ids
+        by_id = ids[-1] in req.stop_ids
+        smp.finish_reason = "stop" if by_id else "length"
+        smp.text = detok(self.tokenizer, ids[:-1] if by_id else ids)
+        return True
+
+    def _insert(self, insert_fn, slots, placed, requests, counts, B):
+        """Prefills the prompts of `placed` (slot, sample) pairs into their slots."""
+        uniq: dict[tuple[int, ...], int] = {}
+        for _, smp in placed:
+            uniq.setdefault(tuple(requests[smp.request].prompt_ids), len(uniq))
+        U, M = pow2(len(uniq)), pow2(len(placed))
+        L = bucket(max(len(k) for k in uniq) - 1)
+        ids_UL = np.zeros((U, L), np.int32)
+        ctx_U = np.zeros((U,), np.int32)
+        last_U = np.zeros((U,), np.int32)
+        for key, u in uniq.items():
+            ids_UL[u, : len(key) - 1] = key[:-1]
+            ctx_U[u], last_U[u] = len(key) - 1, key[-1]
+        E = slots.limits.stop_BE.shape[1]
+        cols = {
+            k: [] for k in ("src", "slot", "t", "k", "p", "mp", "mn", "mx", "seed", "req", "idx")
+        }
+        stop_ME = np.full((M, E), -1, np.int32)
+        for m in range(M):
+            slot, smp = placed[m] if m < len(placed) else (B, placed[0][1])
+            req = requests[smp.request]
+            p = req.params
+            stop_ME[m, : len(req.stop_ids)] = req.stop_ids
+            for key, v in zip(
+                cols,
+                (
+                    uniq[tuple(req.prompt_ids)],
+                    slot,
+                    p.temperature,
+                    p.top_k,
+                    p.top_p,
+                    p.min_p,
+                    p.min_tokens,
+                    p.max_tokens,
+                    req.seed % 2**32,
+                    smp.request,
+                    smp.index,
+                ),
+            ):
+                cols[key].append(v)
+        i32 = functools.partial(np.asarray, dtype=np.int32)
+        f32 = functools.partial(np.asarray, dtype=np.float32)
+        new = S.NewRows(
+            src_M=i32(cols["src"]),
+            slot_M=i32(cols["slot"]),
+            rows=RowSampling(f32(cols["t"]), i32(cols["k"]), f32(cols["p"]), f32(cols["mp"])),
+            min_tokens_M=i32(cols["mn"]),
+            max_tokens_M=i32(cols["mx"]),
+            stop_ME=stop_ME,
+            seed_M=np.asarray(cols["seed"], np.uint32),
+            request_M=np.asarray(cols["req"], np.uint32),
+            index_M=np.asarray(cols["idx"], np.uint32),
+        )
+        slots = insert_fn(self.graphdef, self.weights, slots, ids_UL, ctx_U, last_U, new)
+        counts["inserts"] += 1
+        counts["prefill_tokens"] += int(sum(ctx_U[: len(uniq)]))
+        return slots
+
+
+@functools.cache
+def _jitted_cached(mesh, shard_leaves, treedef):
+    shard = None if shard_leaves is None else jax.tree_util.tree_unflatten(treedef, shard_leaves)
+    kw = {} if shard is None else {"out_shardings": (shard, None, None)}
+    decode_fn = jax.jit(
+        S.decode,
+        static_argnames=("steps", "with_logprobs"),
+        static_argnums=(0,),
+        donate_argnums=(2,),
+        **kw,
+    )
+    kw = {} if shard is None else {"out_shardings": shard}
+    insert_fn = jax.jit(S.insert, static_argnums=(0,), donate_argnums=(2,), **kw)
+    return decode_fn, insert_fn
+
+
+def _jitted(mesh, shard):
+    if shard is None:
+        return _jitted_cached(None, None, None)
+    leaves, treedef = jax.tree_util.tree_flatten(shard)
+    return _jitted_cached(mesh, tuple(leaves), treedef)

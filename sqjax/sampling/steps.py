@@ -1,0 +1,175 @@
+"""The jitted device programs of the sampler: insert (prefill into free slots) and decode.
+
+Both are pure functions of (graphdef, weights, slots, ...) with the slots donated, so the KV
+cache is updated in place. Every array that varies per request (sampling parameters, limits,
+stop ids, seeds) is a runtime array: only shapes (batch, cache length, prompt bucket, rows
+inserted) select a program. TRACES counts how many times each program was traced, i.e.
+compiled.
+"""
+
+from __future__ import annotations
+
+import collections
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from sqjax.models.cache import Cache, write_rows
+from sqjax.models.layers import rope_tables
+from sqjax.sampling.filters import RowSampling, sample, token_logprobs
+
+TRACES: collections.Counter = collections.Counter()
+
+
+class Limits(NamedTuple):
+    """Per-row stopping rules and randomness (runtime arrays, one row per slot)."""
+
+    min_tokens_B: jax.Array  # int32: stop ids are suppressed before this many tokens
+    max_tokens_B: jax.Array  # int32
+    stop_BE: jax.Array  # int32 stop token ids, -1 = unused
+    key_B2: jax.Array  # uint32 raw PRNG key of the sample (seed, request, sample index)
+
+
+class Slots(NamedTuple):
+    """Device state of the decode batch: one row per slot. Row b's next input is token_B[b]
+    at position pos_B[b], written to cache slot pos_B[b] (a row's slots hold positions
+    0, 1, ... of its prompt and completion; -1 marks empty slots)."""
+
+    cache: Cache
+    token_B: jax.Array
+    pos_B: jax.Array
+    count_B: jax.Array  # tokens generated so far
+    done_B: jax.Array
+    rows: RowSampling
+    limits: Limits
+
+
+def forward(model, ids_BL, pos_BL, cache: Cache, start_B):
+    """`model.step` without the LM head: (final hidden states [B, L, D], new cache)."""
+    pos_BS = write_rows(cache.pos_BS, pos_BL, start_B)
+    x_BLD = model._embed(ids_BL)
+    cos, sin = rope_tables(model.config, jnp.maximum(pos_BL, 0))
+    layers = []
+    for block, layer_cache in zip(model.layers, cache.layers):
+        x_BLD, new = block(
+            x_BLD, pos_BL, cos, sin, cache=layer_cache, cache_pos_BS=pos_BS, start_B=start_B
+        )
+        layers.append(new)
+    return model.final_norm(x_BLD), Cache(layers=tuple(layers), pos_BS=pos_BS)
+
+
+def choose(logits_BV, rows: RowSampling, limits: Limits, count_B, with_logprobs: bool):
+    """(token, raw log-prob, hit a stop id) per row, for the count_B-th generated token."""
+    B, V = logits_BV.shape
+    suppress_B1 = (count_B < limits.min_tokens_B)[:, None]
+    ids_BE = jnp.where(suppress_B1 & (limits.stop_BE >= 0), limits.stop_BE, V)
+    rows_BE = jnp.broadcast_to(jnp.arange(B)[:, None], ids_BE.shape)
+    masked_BV = logits_BV.at[rows_BE, ids_BE].set(-jnp.inf, mode="drop")
+    keys_B2 = jax.vmap(jax.random.fold_in)(limits.key_B2, count_B.astype(jnp.uint32))
+    u_B = jax.vmap(lambda k: jax.random.uniform(k, (), jnp.float32))(keys_B2)
+    token_B = sample(masked_BV, rows, u_B)
+    logprob_B = (
+        token_logprobs(logits_BV, token_B) if with_logprobs else jnp.zeros((B,), jnp.float32)
+    )
+    hit_B = jnp.any(token_B[:, None] == limits.stop_BE, axis=-1)
+    return token_B, logprob_B, hit_B
+
+
+def sample_key(seed, request, index):
+    """Raw key of one sample: depends only on (seed, request index, sample index)."""
+    key = jax.random.PRNGKey(seed)
+    return jax.random.fold_in(jax.random.fold_in(key, request), index)
+
+
+def decode(graphdef, weights, slots: Slots, kill_B, *, steps: int, with_logprobs: bool):
+    """Up to `steps` decode steps for every live row (stops early when all rows are done).
+
+    Returns (slots, tokens [B, steps] (-1 where a row did not run), log-probs [B, steps]).
+    """
+    TRACES["decode"] += 1
+    model = nnx.merge(graphdef, weights)
+    B = slots.token_B.shape[0]
+    slots = slots._replace(done_B=slots.done_B | kill_B)
+
+    def body(carry):
+        i, s, tokens_BT, logprobs_BT = carry
+        live_B = ~s.done_B
+        pos_B1 = jnp.where(live_B, s.pos_B, -1)[:, None]
+        h_B1D, cache = forward(model, s.token_B[:, None], pos_B1, s.cache, s.pos_B)
+        logits_BV = model.logits(h_B1D)[:, 0]
+        token_B, logprob_B, hit_B = choose(logits_BV, s.rows, s.limits, s.count_B, with_logprobs)
+        count_B = s.count_B + live_B
+        done_B = s.done_B | (live_B & (hit_B | (count_B >= s.limits.max_tokens_B)))
+        s = s._replace(
+            cache=cache,
+            token_B=jnp.where(live_B, token_B, s.token_B),
+            pos_B=s.pos_B + live_B,
+            count_B=count_B,
+            done_B=done_B,
+        )
+        tokens_BT = tokens_BT.at[:, i].set(jnp.where(live_B, token_B, -1))
+        logprobs_BT = logprobs_BT.at[:, i].set(logprob_B)
+        return i + 1, s, tokens_BT, logprobs_BT
+
+    def cond(carry):
+        return (carry[0] < steps) & jnp.any(~carry[1].done_B)
+
+    init = (0, slots, jnp.full((B, steps), -1, jnp.int32), jnp.zeros((B, steps), jnp.float32))
+    _, slots, tokens_BT, logprobs_BT = jax.lax.while_loop(cond, body, init)
+    return slots, tokens_BT, logprobs_BT
+
+
+class NewRows(NamedTuple):
+    """Rows to insert: which prompt each copies (src_M), which slot it fills (slot_M; the
+    slot count B drops the row), its sampling parameters and limits, and its key parts."""
+
+    src_M: jax.Array
+    slot_M: jax.Array
+    rows: RowSampling
+    min_tokens_M: jax.Array
+    max_tokens_M: jax.Array
+    stop_ME: jax.Array
+    seed_M: jax.Array
+    request_M: jax.Array
+    index_M: jax.Array
+
+
+def insert(graphdef, weights, slots: Slots, ids_UL, ctx_U, last_U, new: NewRows):
+    """Prefills U unique prompts once and copies their cache rows into the M new slots that
+    sample from them. ids_UL holds each prompt but its last token (ctx_U tokens, right-padded);
+    last_U is the last token.
+
+    The last prompt token becomes each row's next input, so the first generated token is
+    drawn by `decode` like every other one (only decode holds the sampler).
+    """
+    TRACES["insert"] += 1
+    model = nnx.merge(graphdef, weights)
+    U, L = ids_UL.shape
+    S = slots.cache.size
+    pos_UL = jnp.where(jnp.arange(L) < ctx_U[:, None], jnp.arange(L), -1)
+    fresh = model.init_cache(U, L, dtype=slots.cache.layers[0].k_BSKH.dtype)
+    _, cache_U = forward(model, ids_UL, pos_UL, fresh, jnp.zeros_like(ctx_U))
+    src_M, slot_M = new.src_M, new.slot_M
+    layers = tuple(
+        type(old)(*(o.at[slot_M, :L].set(n[src_M], mode="drop") for o, n in zip(old, fresh_layer)))
+        for old, fresh_layer in zip(slots.cache.layers, cache_U.layers)
+    )
+    pos_MS = jnp.pad(pos_UL[src_M], ((0, 0), (0, S - L)), constant_values=-1)
+    cache = Cache(layers=layers, pos_BS=slots.cache.pos_BS.at[slot_M].set(pos_MS, mode="drop"))
+    key_M2 = jax.vmap(sample_key)(new.seed_M, new.request_M, new.index_M)
+    limits = Limits(new.min_tokens_M, new.max_tokens_M, new.stop_ME, key_M2)
+
+    def put(old, value):
+        return old.at[slot_M].set(value, mode="drop")
+
+    return Slots(
+        cache=cache,
+        token_B=put(slots.token_B, last_U[src_M]),
+        pos_B=put(slots.pos_B, ctx_U[src_M]),
+        count_B=put(slots.count_B, jnp.zeros_like(src_M)),
+        done_B=put(slots.done_B, jnp.zeros(src_M.shape, bool)),
+        rows=RowSampling(*(put(o, n) for o, n in zip(slots.rows, new.rows))),
+        limits=Limits(*(put(o, n) for o, n in zip(slots.limits, limits))),
+    )
