@@ -155,6 +155,12 @@ class Decoder(nnx.Module):
         Tokens are written to slots start_B[b] .. start_B[b] + L - 1; a token with position
         -1 is padding and is never attended. Returns (float32 logits [B, L, V], new cache).
         """
+        h_BLD, cache = self.step_hidden(input_ids_BL, positions_BL, cache, start_B)
+        return self.logits(h_BLD), cache
+
+    def step_hidden(self, input_ids_BL, positions_BL, cache: Cache, start_B):
+        """`step` without the LM head: (final-norm hidden states [B, L, D], new cache), so a
+        sampler can project only the positions it samples from."""
         pos_BS = write_rows(cache.pos_BS, positions_BL, start_B)
         x_BLD = self._embed(input_ids_BL)
         cos, sin = rope_tables(self.config, jnp.maximum(positions_BL, 0))
@@ -162,8 +168,7 @@ class Decoder(nnx.Module):
         for block, layer_cache in zip(self.layers, cache.layers):
             x_BLD, new = block(x_BLD, positions_BL, cos, sin, cache=layer_cache, cache_pos_BS=pos_BS, start_B=start_B)
             new_layers.append(new)
-        logits = self.logits(self.final_norm(x_BLD))
-        return logits, Cache(layers=tuple(new_layers), pos_BS=pos_BS)
+        return self.final_norm(x_BLD), Cache(layers=tuple(new_layers), pos_BS=pos_BS)
 
     def logits(self, h_BLD):
         """LM logits in float32 from final hidden states."""

@@ -16,8 +16,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from sqjax.models.cache import Cache, write_rows
-from sqjax.models.layers import rope_tables
+from sqjax.models.cache import Cache
 from sqjax.sampling.filters import RowSampling, sample, token_logprobs
 
 TRACES: collections.Counter = collections.Counter()
@@ -48,16 +47,7 @@ class Slots(NamedTuple):
 
 def forward(model, ids_BL, pos_BL, cache: Cache, start_B):
     """`model.step` without the LM head: (final hidden states [B, L, D], new cache)."""
-    pos_BS = write_rows(cache.pos_BS, pos_BL, start_B)
-    x_BLD = model._embed(ids_BL)
-    cos, sin = rope_tables(model.config, jnp.maximum(pos_BL, 0))
-    layers = []
-    for block, layer_cache in zip(model.layers, cache.layers):
-        x_BLD, new = block(
-            x_BLD, pos_BL, cos, sin, cache=layer_cache, cache_pos_BS=pos_BS, start_B=start_B
-        )
-        layers.append(new)
-    return model.final_norm(x_BLD), Cache(layers=tuple(layers), pos_BS=pos_BS)
+    return model.step_hidden(ids_BL, pos_BL, cache, start_B)
 
 
 def choose(logits_BV, rows: RowSampling, limits: Limits, count_B, with_logprobs: bool):
