@@ -43,6 +43,12 @@ def _fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
+def _setup_jax() -> None:
+    from sqjax import compile_cache
+
+    compile_cache.enable()
+
+
 def _setup_logging() -> None:
     logging.basicConfig(
         level=logging.INFO,
@@ -133,6 +139,7 @@ def stage(
     stages.spec(name)
     cfg = load_config(config_path, list(overrides))
     _setup_logging()
+    _setup_jax()
     _join(coordinator, num_processes, process_id)
     m = run_stage(cfg, name, restart=restart, run_dir=run_dir)
     click.echo(f"{name}: {m.get('rows_out', 0):,} rows in {Path(run_dir or cfg.run_dir) / name}")
@@ -158,6 +165,7 @@ def run(
     """Run the stages in order, skipping finished ones, then write the report."""
     from sqjax.pipeline.config import load_config
 
+    _setup_jax()
     _join(coordinator, num_processes, process_id)
     _run_all(load_config(config_path, list(overrides)), run_dir, first, last)
 
@@ -172,6 +180,7 @@ def demo(run_dir: str | None, overrides: tuple[str, ...]) -> None:
     from sqjax.pipeline.config import parse_config
 
     text = resources.files("sqjax").joinpath(DEMO_RESOURCE).read_text(encoding="utf-8")
+    _setup_jax()
     _run_all(parse_config(text, "sqjax/" + DEMO_RESOURCE, list(overrides)), run_dir, None, None)
 
 

@@ -11,3 +11,9 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import jax  # noqa: E402
 
 jax.config.update("jax_default_matmul_precision", "highest")
+
+# Identical programs (the same tiny model built by several test files, the real SmolLM2 in
+# several slow tests) compile once per machine, not once per test.
+from sqjax import compile_cache  # noqa: E402
+
+compile_cache.enable(os.path.join(os.path.expanduser("~"), ".cache", "sqjax", "xla-tests"))
