@@ -67,10 +67,14 @@ class QftConfig:
     batch_size: int = 32
     loss: Literal["all", "question"] = "all"  # authors' code: loss on every token
     max_steps: int | None = None  # cap for smoke runs; None = full epochs
+    # questions sampled and judged before and after QFT (share judged a math problem, and
+    # solvable); 0 = skip. Sampling: qpo_sample settings; judge: filter.solvability. sqjax choice
+    probe_questions: int = 200
 
     def __post_init__(self) -> None:
         _check_positive(epochs=self.epochs, seq_len=self.seq_len, batch_size=self.batch_size)
         _check_positive(max_steps=self.max_steps)
+        _require(self.probe_questions >= 0, f"probe_questions={self.probe_questions} must be >= 0")
         _require(0 <= self.warmup_ratio < 1, f"warmup_ratio={self.warmup_ratio} not in [0, 1)")
 
 
@@ -145,11 +149,13 @@ class QpoConfig:
     epochs: int = 1
     max_len: int = 1024
     max_steps: int | None = None
+    probe_questions: int = 200  # judged sample before/after QPO, as in QftConfig; 0 = skip
 
     def __post_init__(self) -> None:
         _require(self.beta > 0, f"beta={self.beta} must be > 0")
         _check_positive(batch_size=self.batch_size, epochs=self.epochs, max_len=self.max_len)
         _check_positive(max_steps=self.max_steps)
+        _require(self.probe_questions >= 0, f"probe_questions={self.probe_questions} must be >= 0")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,99 @@
+"""Sampling through sqjax.sampling for the question stages: new questions from the bare
+pre-query prefix, and one-turn chat replies (optimizer rewrites, judge verdicts, solutions).
+
+Prompts are passed as token ids encoded with `chat.encoder` (special tokens parsed from the
+text, none added), so a template that writes BOS (DeepSeek) gets exactly one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqjax.data.chat import chat_format, encoder
+
+
+def _params(**kw: Any):
+    from sqjax.sampling.api import SamplingParams
+
+    return SamplingParams(**kw)
+
+
+def sample_questions(
+    model: Any,
+    tokenizer: Any,
+    mesh: Any,
+    count: int,
+    *,
+    temperature: float,
+    top_p: float,
+    max_tokens: int,
+    batch_size: int,
+    seed: int,
+) -> list[dict]:
+    """`count` completions of the pre-query prefix, cut at the chat's special tokens:
+    [{"question", "finish_reason", "num_tokens"}], deterministic given `seed`."""
+    from sqjax.sampling.api import generate
+
+    fmt = chat_format(tokenizer)
+    prompt = encoder(tokenizer)(fmt.prefix)
+    params = _params(
+        n=count,
+        temperature=temperature,
+        top_p=top_p,
+        max_tokens=max_tokens,
+        stop_token_ids=list(fmt.stop_ids),
+        seed=seed % 2**32,
+    )
+    done = generate(model, tokenizer, [prompt], params, mesh=mesh, max_batch=batch_size)
+    return [
+        {
+            "question": o.text.strip(),
+            "finish_reason": o.finish_reason,
+            "num_tokens": len(o.token_ids),
+        }
+        for o in done[0].outputs
+    ]
+
+
+def chat_replies(
+    model: Any,
+    tokenizer: Any,
+    mesh: Any,
+    messages: Sequence[str],
+    *,
+    temperature: float,
+    max_tokens: int,
+    batch_size: int,
+    seed: int,
+    n: int = 1,
+    top_p: float = 1.0,
+) -> list[list[dict]]:
+    """`n` replies per user message in the model's own chat template:
+    per message, [{"text", "finish_reason", "num_tokens"}]."""
+    from sqjax.sampling.api import generate
+
+    if not messages:
+        return []
+    fmt, encode = chat_format(tokenizer), encoder(tokenizer)
+    prompts = [encode(fmt.chat_prompt(m)) for m in messages]
+    params = _params(
+        n=n,
+        temperature=temperature,
+        top_p=top_p,
+        max_tokens=max_tokens,
+        stop_token_ids=list(fmt.stop_ids),
+        seed=seed % 2**32,
+    )
+    done = generate(model, tokenizer, prompts, params, mesh=mesh, max_batch=batch_size)
+    return [
+        [
+            {
+                "text": o.text.strip(),
+                "finish_reason": o.finish_reason,
+                "num_tokens": len(o.token_ids),
+            }
+            for o in c.outputs
+        ]
+        for c in done
+    ]

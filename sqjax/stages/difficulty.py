@@ -1,0 +1,160 @@
+"""Stage difficulty: trains the fail-rate regressor the filter's difficulty step uses.
+
+1. labels (step `solve`): the solver writes `samples_per_question` answers to each seed
+   question that has a gold answer (GSM8K/MATH train; `max_questions` of them, a seeded
+   subset), graded with sqjax.grading; fail rate = 1 - correct / samples.
+2. a fixed hash split holds out ~10% of the questions; the regressor (decoder of `model` +
+   scalar head, MSE; sqjax.question.difficulty) trains on the rest.
+3. metrics: Spearman correlation and MSE of predicted vs held-out fail rates.
+Writes `difficulty:<model>` (an HF score-head directory) and, as rows, every labelled
+question with its split and prediction.
+"""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+
+from sqjax.errors import SqjaxError
+from sqjax.grading import grade
+from sqjax.pipeline.context import ShardInfo, StageContext
+from sqjax.pipeline.sections import BOXED_INSTRUCTION
+from sqjax.question import difficulty as D
+from sqjax.question import training as tr
+from sqjax.question.sampling import chat_replies
+from sqjax.stages.common import load_entry, mesh_sizes
+
+NAME = "difficulty"
+DESCRIPTION = "train the fail-rate regressor used by the difficulty filter"
+HELDOUT_SHARE = 0.1
+
+
+def label_shard(ctx: StageContext, rows: list[dict], info: ShardInfo) -> list[dict]:
+    """Fail rates of the shard's questions from the solver's graded samples."""
+    s = ctx.section
+    model, tok, mesh = load_entry(ctx, s.solver)
+    prompts = [f"{r['question']}\n{BOXED_INSTRUCTION}" for r in rows]
+    replies = chat_replies(
+        model,
+        tok,
+        mesh,
+        prompts,
+        n=s.samples_per_question,
+        temperature=s.temperature,
+        top_p=s.top_p,
+        max_tokens=s.max_tokens,
+        batch_size=s.batch_size,
+        seed=info.seed,
+    )
+    out = []
+    for row, samples in zip(rows, replies):
+        info.add_tokens(sum(x["num_tokens"] for x in samples))
+        graded = [grade(x["text"], row["gold"]) for x in samples]
+        correct = [g["correct"] for g in graded]
+        out.append(
+            {
+                "id": row["id"],
+                "question": row["question"],
+                "gold": row["gold"],
+                "source": row.get("source"),
+                "answers": [g["answer"] for g in graded],
+                "correct": sum(correct),
+                "samples": len(correct),
+                "fail_rate": D.fail_rate(correct),
+            }
+        )
+    return out
+
+
+def questions(ctx: StageContext) -> list[dict]:
+    seeds = ctx.read_stage("seed-questions")
+    rows = [r for r in seeds if r.get("gold")]
+    if len(seeds) > len(rows):
+        ctx.drop("no_gold_answer", len(seeds) - len(rows))
+    if ctx.section.max_questions is not None:
+        rows = random.Random(ctx.config.seed).sample(
+            rows, min(len(rows), ctx.section.max_questions)
+        )
+    if len(rows) < 4:
+        raise SqjaxError(
+            f"difficulty: {len(rows)} seed questions with gold answers; need at least 4"
+        )
+    return rows
+
+
+def scorer(ctx: StageContext, train_rows: list[dict]):
+    """The trained regressor: loaded when this stage already wrote it, else trained."""
+    from sqjax.checkpoints.api import export_hf, load_model, load_tokenizer
+    from sqjax.sharding import TRAIN_RULES, make_mesh, shard_model
+
+    s, mesh = ctx.section, make_mesh(*mesh_sizes(ctx))
+    entry = ctx.model_entry(s.model)
+    tok = load_tokenizer(entry.path)
+    if tr.is_published(ctx, s.model):
+        path = tr.artifact_dir(ctx, s.model)
+        return load_model(path, dtype="float32", mesh=mesh), tok, mesh
+    lm = load_model(
+        entry.path, dtype="float32", param_dtype="float32", mesh=mesh, rules=TRAIN_RULES
+    )
+    model = shard_model(D.score_model_from_lm(lm), mesh, TRAIN_RULES)
+    del lm
+    model, losses = D.train_regressor(
+        model,
+        D.text_encoder(tok),
+        [r["question"] for r in train_rows],
+        [r["fail_rate"] for r in train_rows],
+        lr=s.lr,
+        epochs=s.epochs,
+        warmup_ratio=s.warmup_ratio,
+        batch_size=s.batch_size,
+        max_len=s.max_len,
+        seed=ctx.config.seed,
+        mesh=mesh,
+    )
+    ctx.set_metric(
+        "train", {"steps": len(losses), "first_loss": losses[0], "final_loss": losses[-1]}
+    )
+    export_hf(D.cast_model(model, entry.dtype), tr.artifact_dir(ctx, s.model), tokenizer=tok)
+    return model, tok, mesh
+
+
+def _finite(x: float) -> float | None:
+    return x if np.isfinite(x) else None
+
+
+def run(ctx: StageContext) -> None:
+    s = ctx.section
+    fn = lambda chunk, info: label_shard(ctx, chunk, info)
+    labelled = ctx.map_shards(questions(ctx), fn, s.shard_size, step="solve").rows()
+    held = D.heldout_ids([r["id"] for r in labelled], HELDOUT_SHARE)
+    train_rows = [r for r in labelled if r["id"] not in held] or labelled
+    model, tok, mesh = scorer(ctx, train_rows)
+    pred = D.predict(
+        model,
+        D.text_encoder(tok),
+        [r["question"] for r in labelled],
+        batch_size=s.batch_size,
+        max_len=s.max_len,
+        mesh=mesh,
+    )
+    rows = [
+        {**r, "split": "heldout" if r["id"] in held else "train", "predicted_fail_rate": float(p)}
+        for r, p in zip(labelled, pred)
+    ]
+    test = [r for r in rows if r["split"] == "heldout"]
+    y, p = (
+        np.array([r["fail_rate"] for r in test]),
+        np.array([r["predicted_fail_rate"] for r in test]),
+    )
+    ctx.set_metric(
+        "heldout",
+        {
+            "n": len(test),
+            "spearman": _finite(D.spearman(p, y)) if len(test) else None,
+            "mse": float(np.mean((p - y) ** 2)) if len(test) else None,
+            "mean_fail_rate": float(np.mean([r["fail_rate"] for r in rows])),
+        },
+    )
+    ctx.map_shards(rows, lambda chunk, info: chunk, s.shard_size)
+    ctx.declare_row_stats("fail_rate", "predicted_fail_rate")

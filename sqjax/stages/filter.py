@@ -1,0 +1,175 @@
+"""Stage filter: language -> solvability -> difficulty -> dedup -> decontamination.
+
+- language (per row): non-empty and pure ASCII (the paper's rule).
+- solvability (per row): the judge reasons step by step and ends with Yes/No; both the strict
+  final verdict and the authors' lax "yes anywhere" are recorded, `verdict` picks the one
+  that decides.
+- difficulty (per generator, after the two above): the easiest `drop_share` by predicted fail
+  rate (the `difficulty` stage's regressor) are dropped; `apply_to` limits it to generators.
+- dedup: exact then near duplicates (sqjax.data.dedup); decontam: 13-gram overlap with the
+  evaluation sets of `eval.benchmarks` (sqjax.data.decontam).
+Kept rows carry their verdicts and scores; every dropped row goes, with `dropped_by` and
+`drop_reason`, to RUN/filter/steps/dropped/. Metrics: removed per filter, strict/lax
+disagreements, and every decontamination match.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from sqjax.pipeline.context import ShardInfo, StageContext
+from sqjax.pipeline.records import with_score, with_verdict
+from sqjax.question import filters as F
+from sqjax.question import solvability as sv
+from sqjax.question.language import language_reason
+from sqjax.question.sampling import chat_replies
+from sqjax.stages.common import load_entry
+
+NAME = "filter"
+DESCRIPTION = "language, solvability, difficulty, dedup, decontamination filters"
+MAX_LISTED = 200  # decontamination matches listed in the manifest
+
+
+def _language(rows: list[dict], enabled: bool, info: ShardInfo) -> list[dict]:
+    out = []
+    for row in rows:
+        reason = language_reason(row["question"]) if enabled else None
+        row = with_verdict(row, "language", reason or "ok")
+        if reason is not None:
+            info.drop(f"language:{reason}")
+            row = {**row, "dropped_by": "language", "drop_reason": reason}
+        out.append(row)
+    return out
+
+
+def _solvability(ctx: StageContext, rows: list[dict], info: ShardInfo) -> list[dict]:
+    cfg = ctx.section.solvability
+    todo = [i for i, r in enumerate(rows) if "dropped_by" not in r]
+    if not cfg.enabled or not todo:
+        return rows
+    model, tok, mesh = load_entry(ctx, cfg.judge)
+    prompts = [sv.judge_prompt(sv.SOLVABLE, rows[i]["question"]) for i in todo]
+    replies = chat_replies(
+        model,
+        tok,
+        mesh,
+        prompts,
+        temperature=0.0,
+        max_tokens=cfg.max_tokens,
+        batch_size=cfg.batch_size,
+        seed=info.seed,
+    )
+    rows = list(rows)
+    for i, reply in zip(todo, replies):
+        text = reply[0]["text"]
+        info.add_tokens(reply[0]["num_tokens"])
+        strict, lax = sv.strict_verdict(text), sv.lax_verdict(text)
+        row = with_verdict(with_verdict(rows[i], "solvability", strict), "solvability_lax", lax)
+        row = {**row, "judge_reply": text}
+        decided = strict if cfg.verdict == "strict" else lax
+        if decided != "yes":
+            info.drop(f"solvability:{decided}")
+            row = {
+                **row,
+                "dropped_by": "solvability",
+                "drop_reason": f"{cfg.verdict} verdict {decided!r} (strict {strict!r}, lax {lax!r})",
+            }
+        rows[i] = row
+    return rows
+
+
+def _difficulty_scores(ctx: StageContext, rows: list[dict]) -> list[dict]:
+    from sqjax.question.difficulty import predict, text_encoder
+
+    cfg, dcfg = ctx.section.difficulty, ctx.config.difficulty
+    apply_to = cfg.apply_to
+    todo = [
+        i
+        for i, r in enumerate(rows)
+        if "dropped_by" not in r and (apply_to is None or r["generator"] in apply_to)
+    ]
+    if not cfg.enabled or not todo:
+        return rows
+    model, tok, mesh = load_entry(ctx, cfg.scorer)
+    pred = predict(
+        model,
+        text_encoder(tok),
+        [rows[i]["question"] for i in todo],
+        batch_size=dcfg.batch_size,
+        max_len=dcfg.max_len,
+        mesh=mesh,
+    )
+    rows = list(rows)
+    for i, p in zip(todo, pred):
+        rows[i] = with_score(rows[i], "fail_rate", float(p))
+    return rows
+
+
+def judge_shard(ctx: StageContext, rows: list[dict], info: ShardInfo) -> list[dict]:
+    """The per-row filters; returns every row, dropped ones marked."""
+    rows = _language(rows, ctx.section.language.enabled, info)
+    rows = _solvability(ctx, rows, info)
+    return _difficulty_scores(ctx, rows)
+
+
+def _global(ctx: StageContext, alive: list[dict]) -> tuple[list[dict], list[dict]]:
+    s = ctx.section
+    dropped: list[dict] = []
+    if s.difficulty.enabled:
+        scored = [r for r in alive if "fail_rate" in r.get("scores", {})]
+        rest = [r for r in alive if "fail_rate" not in r.get("scores", {})]
+        kept, cut = F.difficulty_cut(scored, s.difficulty.drop_share, s.difficulty.apply_to)
+        ids = {r["id"] for r in kept} | {r["id"] for r in rest}
+        alive, dropped = [r for r in alive if r["id"] in ids], dropped + cut
+    if s.dedup.enabled:
+        alive, dups = F.dedup(alive, s.dedup.normalize)
+        dropped += dups
+    if s.decontam.enabled:
+        index, sizes = F.eval_index(ctx.config.eval.benchmarks, s.decontam.ngram)
+        alive, hits = F.decontam(alive, index)
+        dropped += hits
+        ctx.set_metric(
+            "decontam",
+            {
+                "benchmarks": sizes,
+                "matches": [
+                    {"id": r["id"], "eval_id": r["contaminated_by"], "ngram": r["matched_ngram"]}
+                    for r in hits[:MAX_LISTED]
+                ],
+            },
+        )
+    for by, n in Counter(r["dropped_by"] for r in dropped).items():
+        ctx.drop(by, n)
+    return alive, dropped
+
+
+def _metrics(ctx: StageContext, judged: list[dict], kept: list[dict], dropped: list[dict]) -> None:
+    by = Counter(r["dropped_by"] for r in dropped)
+    remaining, removed = len(judged), {}
+    for name in ("language", "solvability", "difficulty", "dedup", "decontam"):
+        removed[name] = {"rows": by.get(name, 0), "share": by.get(name, 0) / max(1, remaining)}
+        remaining -= by.get(name, 0)
+    ctx.set_metric("removed", removed)
+    pairs = Counter(
+        (r["verdicts"]["solvability"], r["verdicts"]["solvability_lax"])
+        for r in judged
+        if "solvability" in r.get("verdicts", {})
+    )
+    ctx.set_metric(
+        "solvability_strict_vs_lax", {f"{a}/{b}": n for (a, b), n in sorted(pairs.items())}
+    )
+    ctx.set_metric("kept_per_generator", dict(Counter(r["generator"] for r in kept)))
+
+
+def run(ctx: StageContext) -> None:
+    s = ctx.section
+    rows = ctx.read_stage("gen-questions")
+    fn = lambda chunk, info: judge_shard(ctx, chunk, info)
+    judged = ctx.map_shards(rows, fn, s.shard_size, step="judge").rows()
+    alive = [r for r in judged if "dropped_by" not in r]
+    kept, dropped = _global(ctx, alive)
+    dropped = [r for r in judged if "dropped_by" in r] + dropped
+    ctx.map_shards(dropped, lambda chunk, info: chunk, s.shard_size, step="dropped")
+    ctx.map_shards(kept, lambda chunk, info: chunk, s.shard_size)
+    _metrics(ctx, judged, kept, dropped)
+    ctx.declare_row_stats("num_tokens")

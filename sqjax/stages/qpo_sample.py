@@ -1,0 +1,15 @@
+"""Stage qpo-sample: questions from each QFT model's bare pre-query prefix (paper: 10K per
+model), the raw material the optimizer rewrites for QPO. Settings as question generation."""
+
+from __future__ import annotations
+
+from sqjax.pipeline.context import StageContext
+from sqjax.question.generation import generate_questions
+
+NAME = "qpo-sample"
+DESCRIPTION = "sample questions from each QFT model for QPO"
+
+
+def run(ctx: StageContext) -> None:
+    generators = [f"qft:{m}" for m in ctx.config.qft.models]
+    generate_questions(ctx, generators, ctx.section)

@@ -1,0 +1,84 @@
+"""The rewritten question is the text after the LAST final-question marker, in the markdown
+forms optimizers write; replies without one give None (the row is dropped)."""
+
+import pytest
+
+from sqjax.question.prompts import GOALS, rewrite_prompt
+from sqjax.question.rewrite_parse import parse_rewrite
+
+Q = "A baker sells 12 cakes a day at $15 each. How much does he earn in 7 days?"
+
+CASES = [
+    # solvability prompt, as asked
+    (
+        "1. It is a math problem.\n2. 12 * 15 * 7 = 1260.\n3. Fine as is.\n\n### Final Question:\n"
+        + Q,
+        Q,
+    ),
+    # bold marker, question on the same line
+    ("Checked and repaired.\n\n**Final Question:** " + Q, Q),
+    # bold marker with the colon outside, question on the next line, quoted
+    ('Analysis...\n**Final Question**:\n"' + Q + '"\n', Q),
+    # plain line marker
+    ("Some reasoning.\nFinal question:\n" + Q + "\n", Q),
+    # difficulty prompt format
+    (
+        "Step 1 #Methods List#: add a discount\nStep 2 #Plan#: add 10% off on Sundays\n"
+        "Step 3 #Rewritten Problem#: draft\nStep 4 #Finally Rewritten Problem#: " + Q,
+        Q,
+    ),
+    # markdown heading, code fence and a closing rule
+    ("## Step 4\n### Finally Rewritten Problem\n```\n" + Q + "\n```\n---\n", Q),
+    # numbered bold heading
+    ("4. **Finally Rewritten Problem:**\n\n" + Q, Q),
+    # repeated marker: the last one wins (the first is a draft)
+    ("**Final Question:** draft version\n\nReview: too easy.\n\n**Final Question:** " + Q, Q),
+    # the marker mentioned in passing is not a marker, a real one later is
+    ("I will write the final question below.\n\nFinal Question: " + Q, Q),
+    # blockquote
+    ("> **Final question:** " + Q, Q),
+]
+
+NONE_CASES = [
+    "1. It is a math problem.\n2. The answer is 1260.",  # no marker
+    "### Final Question:\n\n",  # marker, nothing after it
+    "The final question asks about cakes, 12 * 15 * 7 = 1260.",  # a phrase, not a section
+    "",
+]
+
+
+@pytest.mark.parametrize("reply, want", CASES)
+def test_parses_the_last_marker(reply, want):
+    assert parse_rewrite(reply) == want
+
+
+@pytest.mark.parametrize("reply", NONE_CASES)
+def test_no_marker_gives_none(reply):
+    assert parse_rewrite(reply) is None
+
+
+@pytest.mark.parametrize("goal", GOALS)
+def test_prompts_name_the_marker_the_parser_reads(goal):
+    prompt = rewrite_prompt(goal, "  " + Q + "\n")
+    assert prompt.endswith(Q)
+    marker = {"solvability": "### Final Question:", "difficulty": "#Finally Rewritten Problem#:"}[
+        goal
+    ]
+    assert marker in prompt
+    # a reply that follows the prompt's format literally parses to the question
+    assert (
+        parse_rewrite(
+            "reasoning...\n" + ("Step 4 " if goal == "difficulty" else "") + marker + " " + Q
+        )
+        == Q
+    )
+
+
+def test_difficulty_prompt_follows_the_paper():
+    prompt = rewrite_prompt("difficulty", Q)
+    assert "10 to 20" in prompt and "#Methods List#" in prompt and "#Plan#" in prompt
+    solv = rewrite_prompt("solvability", Q)
+    for must in ("teacher", "one answer", "common sense", "self-contained", "no solution"):
+        assert must in solv.lower().replace("exactly one answer", "one answer"), must
+    with pytest.raises(ValueError):
+        rewrite_prompt("clarity", Q)
