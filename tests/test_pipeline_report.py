@@ -23,6 +23,9 @@ def questions(ctx) -> None:
 
 def evaluate(ctx) -> None:
     ctx.set_metric("scores", {"sft:smol": {"gsm8k": 0.25, "math": 0.5}})
+    probe = {"n": 8, "judge": "smol", "math_cues_share": 0.125, "math_share": 0.0, "solvable_share": None}
+    ctx.set_metric("question_probe", {"smol": probe, "qft:smol": {**probe, "math_cues_share": 0.75}})
+    ctx.set_metric("heldout", {"spearman": 0.42})
 
 
 @pytest.fixture
@@ -52,3 +55,10 @@ def test_report_sections_and_plots(run_dir):
 def test_report_needs_output(tmp_path):
     with pytest.raises(SqjaxError, match="no stage output found"):
         build_report(tmp_path)
+
+
+def test_probe_table_and_other_metrics(run_dir):
+    text = build_report(run_dir).read_text()
+    assert "| smol | 8 | smol | 12.5 | 0.0 | - |" in text
+    assert "| qft:smol | 8 | smol | 75.0 |" in text
+    assert '"spearman": 0.42' in text

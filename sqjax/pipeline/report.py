@@ -49,7 +49,9 @@ def build_report(run_dir: str | Path, examples: int = 2) -> Path:
         "",
     ]
     lines += _stat_sections(run_dir, manifests, files)
+    lines += _probe_section(manifests)
     lines += _score_section(manifests.get("eval", {}))
+    lines += _metric_sections(manifests)
     lines += ["## Cost (shape of the paper's Table 4)", "", _cost_table(manifests), ""]
     lines += _example_sections(run_dir, manifests, examples)
     path = run_dir / "report.md"
@@ -93,6 +95,53 @@ def _lookup(row: dict, dotted: str) -> object:
     for part in dotted.split("."):
         row = row.get(part) if isinstance(row, dict) else None
     return row
+
+
+PROBE_COLUMNS = (
+    ("math_cues_share", "math (cues)"),
+    ("math_share", "math (judge, strict)"),
+    ("math_share_lax", "math (judge, lax)"),
+    ("p_math_share", "math (judge P(Yes)>0.5)"),
+    ("solvable_share", "solvable (strict)"),
+    ("solvable_share_lax", "solvable (lax)"),
+)
+
+
+def _probe_section(manifests: dict[str, dict]) -> list[str]:
+    """The method's first effect: what the models write from the bare pre-query prefix."""
+    probes: dict[str, dict] = {}
+    for m in manifests.values():
+        probes.update(m.get("metrics", {}).get("question_probe", {}))
+    if not probes:
+        return []
+    head = " | ".join(title for _, title in PROBE_COLUMNS)
+    lines = [
+        "## Questions from the bare prefix: untuned vs QFT vs QPO (share of samples)",
+        "",
+        f"| model | n | judge | {head} |",
+        "|---" * (len(PROBE_COLUMNS) + 3) + "|",
+    ]
+    for ref, p in probes.items():
+        cells = [_pct(p.get(key)) for key, _ in PROBE_COLUMNS]
+        lines.append(f"| {ref} | {p.get('n', '-')} | {p.get('judge', '-')} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def _pct(value: object) -> str:
+    return f"{100 * value:.1f}" if isinstance(value, numbers.Real) else "-"
+
+
+def _metric_sections(manifests: dict[str, dict]) -> list[str]:
+    """Every other metric a stage recorded, as JSON (difficulty Spearman, filter counts...)."""
+    lines: list[str] = []
+    for name, m in manifests.items():
+        rest = {k: v for k, v in m.get("metrics", {}).items() if k not in ("question_probe", "scores")}
+        if rest:
+            text = json.dumps(rest, indent=1, ensure_ascii=False, default=str)
+            if len(text) > 4000:
+                text = text[:4000] + "\n... (see the manifest)"
+            lines += [f"### {name}", "", "```json", text, "```", ""]
+    return (["## Stage metrics", ""] + lines) if lines else []
 
 
 def _score_section(eval_manifest: dict) -> list[str]:

@@ -16,6 +16,7 @@ from sqjax.data.chat import chat_format, encoder
 from sqjax.errors import SqjaxError
 from sqjax.pipeline.context import ShardInfo, StageContext
 from sqjax.question import solvability as sv
+from sqjax.question.math_cues import looks_like_math
 from sqjax.question.sampling import chat_replies, sample_questions
 from sqjax.stages.common import load_entry
 
@@ -86,6 +87,7 @@ def _probe_shard(
             "solvable": sv.strict_verdict(v),
             "solvable_lax": sv.lax_verdict(v),
             "p_math": p,
+            "math_cues": looks_like_math(s["question"]),
             "judge_math": m,
             "judge_solvable": v,
         }
@@ -140,6 +142,7 @@ def probe(ctx: StageContext, model_ref: str, n: int) -> dict | None:
         "math_share_lax": _share(rows, "is_math_lax"),
         "solvable_share": _share(rows, "solvable"),
         "solvable_share_lax": _share(rows, "solvable_lax"),
+        "math_cues_share": sum(r["math_cues"] for r in rows) / max(1, len(rows)),
         "p_math_mean": _mean([r["p_math"] for r in rows]),
         "p_math_share": _mean(
             [None if r["p_math"] is None else float(r["p_math"] > 0.5) for r in rows]
