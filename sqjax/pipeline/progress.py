@@ -13,13 +13,13 @@ class Progress:
     """tqdm over rows, with tokens/s in the postfix; sparse updates when not on a terminal
     (log files on a TPU VM)."""
 
-    def __init__(self, total: int, desc: str, initial: int = 0) -> None:
+    def __init__(self, total: int, desc: str, initial: int = 0, unit: str = "row") -> None:
         tty = sys.stderr.isatty()
         self._bar = tqdm(
             total=total,
             initial=initial,
             desc=desc,
-            unit="row",
+            unit=unit,
             file=sys.stderr,
             mininterval=0.5 if tty else 60.0,
             dynamic_ncols=tty,

@@ -25,7 +25,7 @@ from sqjax.models.cache import init_cache
 from sqjax.sampling import steps as S
 from sqjax.sampling.filters import RowSampling
 from sqjax.sampling.params import SamplingParams
-from sqjax.sampling.progress import TokenProgress
+from sqjax.pipeline.progress import Progress
 from sqjax.sampling.stops import decode as detok
 from sqjax.sampling.stops import find_stop
 from sqjax.sharding import BATCH, SAMPLE_RULES, spec_for, state_shardings
@@ -150,7 +150,7 @@ class Engine:
         live: dict[int, Sample] = {}
         free = list(range(B))
         counts = {"generated_tokens": 0, "prefill_tokens": 0, "decode_calls": 0, "inserts": 0}
-        bar = TokenProgress(total, "generate") if self.progress else None
+        bar = Progress(total, "generate", unit="sample") if self.progress else None
         while pending or live:
             finished: list[int] = []
             if free and pending:
