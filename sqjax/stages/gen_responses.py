@@ -1,0 +1,86 @@
+"""Stage gen-responses: the solver writes `n` chain-of-thought answers per filtered question.
+
+The user turn is the question, a newline and `section.instruction` (the paper's "reason step
+by step ... \\boxed{}"); sampling follows the paper (temperature 0.7, top-p 0.95, 2048
+tokens). Samples without a final answer (`sqjax.grading.extract_answer` is None) are dropped
+and counted (`no_final_answer`) unless `drop_no_answer` is false. Each prompt's sampling seed
+is the shard's seed plus the question's position in the shard, so a rerun shard is identical.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqjax.answer.evaluation import prompt_ids
+from sqjax.data.chat import chat_format
+from sqjax.grading import extract_answer
+from sqjax.pipeline.context import ShardInfo, StageContext
+from sqjax.pipeline.records import response_row
+from sqjax.pipeline.sections import GenResponsesConfig
+from sqjax.stages.common import load_entry
+
+NAME = "gen-responses"
+DESCRIPTION = "write several chain-of-thought answers per question"
+SEED_MOD = 2**32  # the sampler uses seeds modulo 2**32
+
+
+def sampling_params(section: GenResponsesConfig, stop_ids: list[int], seed: int) -> Any:
+    """The paper's sampling settings for one question, seeded."""
+    from sqjax.sampling.api import SamplingParams
+
+    return SamplingParams(
+        n=section.n,
+        temperature=section.temperature,
+        top_p=section.top_p,
+        max_tokens=section.max_tokens,
+        stop_token_ids=stop_ids,
+        seed=seed % SEED_MOD,
+    )
+
+
+def answer_shard(ctx: StageContext, rows: list[dict], info: ShardInfo) -> list[dict]:
+    """n sampled answers for each question row of one shard, as response rows."""
+    from sqjax.sampling.api import generate
+
+    s = ctx.section
+    model, tokenizer, mesh = load_entry(ctx, s.solver)
+    prompts = prompt_ids(tokenizer, [r["question"] for r in rows], s.instruction)
+    stops = list(chat_format(tokenizer).stop_ids)
+    params = [sampling_params(s, stops, info.seed + i) for i in range(len(rows))]
+    completions = generate(
+        model, tokenizer, prompts, params, mesh=mesh, max_batch=s.batch_size, progress=False
+    )
+    out = []
+    for question, completion in zip(rows, completions, strict=True):
+        for sample in completion.outputs:
+            info.add_tokens(len(sample.token_ids))
+            answer = extract_answer(sample.text)
+            if answer is None and s.drop_no_answer:
+                info.drop("no_final_answer")
+                continue
+            out.append(
+                response_row(
+                    question,
+                    sample.text.strip(),
+                    s.solver,
+                    sample.index,
+                    answer=answer,
+                    num_tokens=len(sample.token_ids),
+                    finish_reason=sample.finish_reason,
+                )
+            )
+    return out
+
+
+def run(ctx: StageContext) -> None:
+    questions = ctx.read_stage("filter")
+    ctx.log.info(
+        "%d questions x %d answers from %s", len(questions), ctx.section.n, ctx.section.solver
+    )
+    ctx.map_shards(
+        questions,
+        lambda rows, info: answer_shard(ctx, rows, info),
+        ctx.section.shard_size,
+        desc="gen-responses",
+    )
+    ctx.declare_row_stats("num_tokens")

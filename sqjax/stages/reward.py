@@ -1,0 +1,97 @@
+"""Stage reward: score every (question, response), keep the best response per question.
+
+Scores come from a reward model (the paper's internlm2-7b-reward, or any HF score-head model)
+or, with `mode: judge`, from an LM's P("Yes") to a correctness question (sqjax.answer.scoring).
+The argmax per question is kept, ties to the earliest response (sqjax.answer.selection). As an
+extra quality signal the paper lacks, each kept row also records the majority vote over the
+question's final answers: `scores.agreement` (share of responses in the majority cluster) and
+`verdicts.majority` ("yes" when the selected answer is in it). `shard_size` counts questions.
+
+Output: the selected rows; the final data set (`query`, `response`, provenance columns) is
+also written to RUN/reward/dataset.jsonl, loadable with
+`datasets.load_dataset("json", data_files=...)`.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from sqjax.answer.scoring import pair_scores
+from sqjax.answer.selection import best_index, majority_vote
+from sqjax.pipeline.context import ShardInfo, StageContext
+from sqjax.pipeline.records import export_dataset, with_score, with_verdict
+from sqjax.stages.common import load_entry
+
+NAME = "reward"
+DESCRIPTION = "score responses with a reward model and keep the best per question"
+DATASET_FILE = "dataset.jsonl"
+
+
+def dataset_path(run_dir: str | Path) -> Path:
+    """Where the final (query, response) data set of a run is written."""
+    return Path(run_dir) / NAME / DATASET_FILE
+
+
+def group_by_question(rows: list[dict]) -> list[dict]:
+    """[{question_id, responses: [rows]}] in order of first appearance."""
+    groups: dict[str, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(row["question_id"], []).append(row)
+    return [{"question_id": q, "responses": rs} for q, rs in groups.items()]
+
+
+def select(responses: list[dict], scores: list[float]) -> dict:
+    """The best-scored response with its reward, agreement and majority verdict."""
+    vote = majority_vote([r.get("answer") for r in responses])
+    best = best_index(scores)
+    row = with_score(responses[best], "reward", scores[best])
+    row = with_score(row, "agreement", vote.agreement)
+    row = with_verdict(row, "majority", "yes" if vote.in_majority(best) else "no")
+    return {**row, "num_candidates": len(responses), "majority_answer": vote.answer}
+
+
+def select_shard(ctx: StageContext, groups: list[dict], info: ShardInfo) -> list[dict]:
+    """Scores every response of the shard's questions and keeps one per question."""
+    s = ctx.section
+    model, tokenizer, mesh = load_entry(ctx, s.model)
+    flat = [r for g in groups for r in g["responses"]]
+    scores = pair_scores(
+        s.mode,
+        model,
+        tokenizer,
+        [r["question"] for r in flat],
+        [r["response"] for r in flat],
+        max_len=s.max_len,
+        judge_max_tokens=s.judge_max_tokens,
+        mesh=mesh,
+        batch_size=s.batch_size,
+    )
+    out, start = [], 0
+    for g in groups:
+        n = len(g["responses"])
+        part = scores[start : start + n]
+        start += n
+        too_long = sum(1 for x in part if math.isnan(x))
+        if too_long:
+            info.drop("over_max_len", too_long)
+        if too_long == n:
+            info.drop("question_without_scored_response")
+            continue
+        out.append(select(g["responses"], part))
+    return out
+
+
+def run(ctx: StageContext) -> None:
+    groups = group_by_question(ctx.read_stage("gen-responses"))
+    ctx.log.info(
+        "%d questions to score with %s (%s)", len(groups), ctx.section.model, ctx.section.mode
+    )
+    out = ctx.map_shards(
+        groups, lambda g, info: select_shard(ctx, g, info), ctx.section.shard_size, desc="reward"
+    )
+    path = dataset_path(ctx.run_dir)
+    n = export_dataset(out, path)
+    ctx.log.info("wrote %d (query, response) rows to %s", n, path)
+    ctx.set_metric("dataset", {"path": str(path), "rows": n})
+    ctx.declare_row_stats("scores.reward", "scores.agreement")

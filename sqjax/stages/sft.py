@@ -1,0 +1,105 @@
+"""Stage sft: fine-tune each base model on the selected (query, response) pairs.
+
+The paper's final SFT: the chat [user: query, assistant: response], loss on the response and
+its end-of-turn token only (`loss: response`; `all` puts every token in the loss), examples
+packed into rows of `pack_len` tokens, warmup then cosine. Training is `sqjax.training`'s
+`train(cfg)` with Orbax checkpoints under RUN/sft/train/<model>/, so a killed run resumes from
+its last save; the exported HF directory (weights + tokenizer) becomes RUN/sft/artifacts/<model>,
+which `sft:<model>` names in later stages (eval). Publishing is shared with qft/qpo
+(sqjax.question.training). The stage's rows: one per model, naming its checkpoint.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqjax.errors import SqjaxError
+from sqjax.pipeline.context import StageContext
+from sqjax.pipeline.sections import SftModel
+from sqjax.question import training as tr
+from sqjax.stages.common import load_entry
+
+NAME = "sft"
+DESCRIPTION = "fine-tune base models on the (query, response) pairs"
+SFT_MODES = {"response": "completion", "all": "full"}  # SftConfig.loss -> trainer sft_mode
+
+
+def training_rows(rows: list[dict]) -> list[dict]:
+    """The reward stage's selected rows as trainer `chat` rows (query, response)."""
+    return [{"query": r["question"], "response": r["response"]} for r in rows]
+
+
+def load_for_training(ctx: StageContext, ref: str) -> tuple[Any, Any, str | None]:
+    """(Decoder with float32 master weights, tokenizer, compute dtype or None for float32).
+    The tokenizer comes from the stage cache: reading a GGUF tokenizer takes tens of seconds."""
+    from sqjax.checkpoints.api import load_model
+
+    entry = ctx.model_entry(ref)
+    _, tokenizer, _ = load_entry(ctx, ref)
+    model = load_model(entry.path, dtype="float32", param_dtype="float32")
+    return model, tokenizer, None if entry.dtype == "float32" else entry.dtype
+
+
+def train_config(
+    ctx: StageContext, item: SftModel, data: str, model: Any, tokenizer: Any, compute: str | None
+):
+    """The TrainConfig of one base model (see the module docstring)."""
+    from sqjax.training.config import OptimConfig, TrainConfig
+
+    s = ctx.section
+    return TrainConfig(
+        model=model,
+        tokenizer=tokenizer,
+        data=(data,),
+        output_dir=str(ctx.stage_dir / "train" / item.model),
+        loss="sft",
+        data_format="chat",
+        sft_mode=SFT_MODES[s.loss],
+        pack=True,
+        seq_len=s.pack_len,
+        batch_size=s.batch_size,
+        epochs=s.epochs,
+        max_steps=s.max_steps,
+        optim=OptimConfig(lr=item.lr, warmup_ratio=s.warmup_ratio),
+        compute_dtype=compute,
+        seed=ctx.config.seed,
+        mesh=tr.mesh_tuple(ctx),
+        export=True,
+        progress_bar=False,
+    )
+
+
+def train_one(ctx: StageContext, item: SftModel, rows: list[dict]) -> None:
+    """Trains one base model (resuming its checkpoints) and publishes `sft:<model>`."""
+    if tr.is_published(ctx, item.model):
+        ctx.log.info("sft:%s already written; not training again", item.model)
+        return
+    data = tr.write_data(ctx, item.model, rows)
+    model, tokenizer, compute = load_for_training(ctx, item.model)
+    cfg = train_config(ctx, item, data, model, tokenizer, compute)
+    del model  # the config holds it; train() shards its own copy
+    summary = tr.train_and_publish(ctx, item.model, cfg)
+    ctx.set_metric(f"train/{item.model}", {**summary, "lr": item.lr, "rows": len(rows)})
+
+
+def run(ctx: StageContext) -> None:
+    s = ctx.section
+    if not s.models:
+        raise SqjaxError(
+            "sft.models is empty; list the base models to fine-tune, e.g. "
+            "models: [{model: smol, lr: 1.0e-5}]"
+        )
+    rows = training_rows(ctx.read_stage("reward"))
+    if not rows:
+        raise SqjaxError("the reward stage kept no (query, response) rows; nothing to train on")
+    for item in s.models:
+        train_one(ctx, item, rows)
+    published = [
+        {
+            "model": item.model,
+            "checkpoint": f"sft:{item.model}",
+            "path": str(tr.artifact_dir(ctx, item.model)),
+        }
+        for item in s.models
+    ]
+    ctx.map_shards(published, lambda chunk, info: chunk, len(published))
