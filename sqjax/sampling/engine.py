@@ -22,10 +22,10 @@ from jax.sharding import Mesh, NamedSharding
 
 from sqjax.errors import SqjaxError
 from sqjax.models.cache import init_cache
+from sqjax.pipeline.progress import Progress
 from sqjax.sampling import steps as S
 from sqjax.sampling.filters import RowSampling
 from sqjax.sampling.params import SamplingParams
-from sqjax.pipeline.progress import Progress
 from sqjax.sampling.stops import decode as detok
 from sqjax.sampling.stops import find_stop
 from sqjax.sharding import BATCH, SAMPLE_RULES, spec_for, state_shardings
