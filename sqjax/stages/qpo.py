@@ -20,7 +20,7 @@ NAME = "qpo"
 DESCRIPTION = "question preference optimization (DPO) of each QFT model"
 
 
-def train_config(ctx: StageContext, model: str, data: str) -> Any:
+def train_config(ctx: StageContext, model: str, data: str, batch_size: int) -> Any:
     from sqjax.training.config import DPOConfig, OptimConfig, TrainConfig
 
     s = ctx.section
@@ -33,7 +33,7 @@ def train_config(ctx: StageContext, model: str, data: str) -> Any:
         loss="dpo",
         pack=False,
         seq_len=s.max_len,
-        batch_size=s.batch_size,
+        batch_size=batch_size,
         epochs=s.epochs,
         max_steps=s.max_steps,
         optim=OptimConfig(lr=s.lr, warmup_steps=s.warmup_steps),
@@ -52,10 +52,16 @@ def run(ctx: StageContext) -> None:
         mine = [
             {"chosen": p["chosen"], "rejected": p["rejected"]} for p in pairs if p["model"] == model
         ]
-        if len(mine) < s.batch_size:
+        if not mine:
             raise SqjaxError(
-                f"qpo: model {model!r} has {len(mine)} pairs, fewer than qpo.batch_size="
-                f"{s.batch_size}; lower the batch size or sample more questions (qpo_sample)"
+                f"qpo: model {model!r} has no DPO pairs (see qpo-rewrite's drops); sample more "
+                "questions (qpo_sample.num_questions) or use a stronger rewriter"
+            )
+        batch = min(s.batch_size, len(mine))
+        if batch < s.batch_size:
+            ctx.log.warning(
+                "qpo: model %r has %d pairs, fewer than qpo.batch_size=%d; training with "
+                "batches of %d", model, len(mine), s.batch_size, batch,
             )
         if not reuse_probe(ctx, "qft", f"qft:{model}", s.probe_questions):
             probe(ctx, f"qft:{model}", s.probe_questions)
@@ -63,6 +69,6 @@ def run(ctx: StageContext) -> None:
             ctx.log.info("qpo:%s already written; not training again", model)
         else:
             data = tr.write_data(ctx, model, mine)
-            summary = tr.train_and_publish(ctx, model, train_config(ctx, model, data))
+            summary = tr.train_and_publish(ctx, model, train_config(ctx, model, data, batch))
             ctx.set_metric(f"train/{model}", {**summary, "pairs": len(mine)})
         probe(ctx, f"qpo:{model}", s.probe_questions)
