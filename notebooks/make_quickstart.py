@@ -52,7 +52,7 @@ for q in questions:
 judge = [fmt.chat_prompt(f"Is the following a math problem? Answer Yes or No.\\n\\n{q}") for q in questions]
 p_yes = sqjax.sampling.api.yes_probability(model, tokenizer, judge, words=("Yes",))
 for q, s, p in zip(questions, scores, p_yes):
-    print(f"mean logprob {s.mean:7.3f}  P(Yes) {p:.2f}  {q[:60]!r}")"""),
+    print(f"mean logprob {s.mean_logprob:7.3f}  P(Yes) {p:.2f}  {q[:60]!r}")"""),
     ("md", """## Run a pipeline stage
 Stages are resumable: rerun the cell and finished shards are skipped."""),
     ("code", """import tempfile

@@ -1,6 +1,5 @@
 """The quickstart notebook runs top to bottom on the CPU path, and matches its source."""
 
-import json
 from pathlib import Path
 
 import nbformat
@@ -18,7 +17,7 @@ def test_notebook_is_generated_from_its_source():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     expected = [(c.cell_type, c.source) for c in module.build().cells]
-    actual = [(c["cell_type"], c["source"]) for c in json.loads(NOTEBOOK.read_text())["cells"]]
+    actual = [(c.cell_type, c.source) for c in nbformat.read(NOTEBOOK, as_version=4).cells]
     assert actual == expected, "run `python notebooks/make_quickstart.py` after editing its cells"
 
 

@@ -46,7 +46,11 @@ def converted(gguf_path: Path) -> Path:
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
     try:
         model = load_gguf(gguf_path, dtype="float32", param_dtype="float32")
-        export_hf(model, tmp / "hf", tokenizer=load_gguf_tokenizer(gguf_path))
+        try:
+            tokenizer = load_gguf_tokenizer(gguf_path)
+        except ValueError:  # a weights-only GGUF file: transformers finds no tokenizer in it
+            tokenizer = None
+        export_hf(model, tmp / "hf", tokenizer=tokenizer)
         try:
             os.rename(tmp / "hf", out)
         except OSError:
