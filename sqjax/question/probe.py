@@ -17,25 +17,13 @@ from sqjax.errors import SqjaxError
 from sqjax.pipeline.context import ShardInfo, StageContext
 from sqjax.question import solvability as sv
 from sqjax.question.math_cues import looks_like_math
-from sqjax.question.sampling import chat_replies, sample_questions
+from sqjax.question.judging import ask_judge
+from sqjax.question.sampling import sample_questions
 from sqjax.stages.common import load_entry
 
 
 def _judge(ctx: StageContext, template: str, questions: list[str], seed: int) -> list[str]:
-    cfg = ctx.config.filter.solvability
-    model, tok, mesh = load_entry(ctx, cfg.judge)
-    prompts = [sv.judge_prompt(template, q) for q in questions]
-    replies = chat_replies(
-        model,
-        tok,
-        mesh,
-        prompts,
-        temperature=0.0,
-        max_tokens=cfg.max_tokens,
-        batch_size=cfg.batch_size,
-        seed=seed,
-    )
-    return [r[0]["text"] for r in replies]
+    return [r["text"] for r in ask_judge(ctx, template, questions, seed)]
 
 
 def _p_yes(ctx: StageContext, questions: list[str]) -> list[float | None]:

@@ -22,7 +22,7 @@ from sqjax.pipeline.records import with_score, with_verdict
 from sqjax.question import filters as F
 from sqjax.question import solvability as sv
 from sqjax.question.language import language_reason
-from sqjax.question.sampling import chat_replies
+from sqjax.question.judging import ask_judge
 from sqjax.stages.common import load_entry
 
 NAME = "filter"
@@ -47,22 +47,11 @@ def _solvability(ctx: StageContext, rows: list[dict], info: ShardInfo) -> list[d
     todo = [i for i, r in enumerate(rows) if "dropped_by" not in r]
     if not cfg.enabled or not todo:
         return rows
-    model, tok, mesh = load_entry(ctx, cfg.judge)
-    prompts = [sv.judge_prompt(sv.SOLVABLE, rows[i]["question"]) for i in todo]
-    replies = chat_replies(
-        model,
-        tok,
-        mesh,
-        prompts,
-        temperature=0.0,
-        max_tokens=cfg.max_tokens,
-        batch_size=cfg.batch_size,
-        seed=info.seed,
-    )
+    replies = ask_judge(ctx, sv.SOLVABLE, [rows[i]["question"] for i in todo], info.seed)
     rows = list(rows)
     for i, reply in zip(todo, replies):
-        text = reply[0]["text"]
-        info.add_tokens(reply[0]["num_tokens"])
+        text = reply["text"]
+        info.add_tokens(reply["num_tokens"])
         strict, lax = sv.strict_verdict(text), sv.lax_verdict(text)
         row = with_verdict(with_verdict(rows[i], "solvability", strict), "solvability_lax", lax)
         row = {**row, "judge_reply": text}
