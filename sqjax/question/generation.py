@@ -21,6 +21,15 @@ def work_items(generators: list[str], count: int) -> list[dict]:
     return [{"generator": g, "i": i} for g in generators for i in range(count)]
 
 
+def sample_from(ctx: StageContext, model_ref: str, count: int, qs: QuestionSampling, seed: int) -> list[dict]:
+    """`count` questions from `model_ref`'s pre-query prefix with the sampling settings `qs`."""
+    model, tok, mesh = load_entry(ctx, model_ref)
+    return sample_questions(
+        model, tok, mesh, count, temperature=qs.temperature, top_p=qs.top_p,
+        max_tokens=qs.max_tokens, batch_size=qs.batch_size, seed=seed,
+    )
+
+
 def sample_shard(
     ctx: StageContext, rows: list[dict], info: ShardInfo, qs: QuestionSampling
 ) -> list[dict]:
@@ -29,18 +38,7 @@ def sample_shard(
     groups = itertools.groupby(rows, key=lambda r: r["generator"])
     for k, (generator, group) in enumerate(groups):
         items = list(group)
-        model, tok, mesh = load_entry(ctx, generator)
-        samples = sample_questions(
-            model,
-            tok,
-            mesh,
-            len(items),
-            temperature=qs.temperature,
-            top_p=qs.top_p,
-            max_tokens=qs.max_tokens,
-            batch_size=qs.batch_size,
-            seed=info.seed + k,
-        )
+        samples = sample_from(ctx, generator, len(items), qs, info.seed + k)
         for item, s in zip(items, samples):
             info.add_tokens(s["num_tokens"])
             qid = record_id("q", ctx.name, generator, item["i"])

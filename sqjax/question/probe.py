@@ -18,7 +18,7 @@ from sqjax.pipeline.context import ShardInfo, StageContext
 from sqjax.question import solvability as sv
 from sqjax.question.math_cues import looks_like_math
 from sqjax.question.judging import ask_judge
-from sqjax.question.sampling import sample_questions
+from sqjax.question.generation import sample_from
 from sqjax.stages.common import load_entry
 
 
@@ -48,19 +48,7 @@ def _p_yes(ctx: StageContext, questions: list[str]) -> list[float | None]:
 def _probe_shard(
     ctx: StageContext, model_ref: str, rows: list[dict], info: ShardInfo
 ) -> list[dict]:
-    qs = ctx.config.qpo_sample
-    model, tok, mesh = load_entry(ctx, model_ref)
-    samples = sample_questions(
-        model,
-        tok,
-        mesh,
-        len(rows),
-        temperature=qs.temperature,
-        top_p=qs.top_p,
-        max_tokens=qs.max_tokens,
-        batch_size=qs.batch_size,
-        seed=info.seed,
-    )
+    samples = sample_from(ctx, model_ref, len(rows), ctx.config.qpo_sample, info.seed)
     info.add_tokens(sum(s["num_tokens"] for s in samples))
     questions = [s["question"] for s in samples]
     is_math = _judge(ctx, sv.IS_MATH, questions, info.seed)
