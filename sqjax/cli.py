@@ -195,12 +195,14 @@ def report(run_dir: str) -> None:
 
 def _run_all(cfg, run_dir: str | None, first: str | None, last: str | None) -> None:
     from sqjax.pipeline.report import build_report
-    from sqjax.pipeline.runner import run_pipeline
+    from sqjax.pipeline.runner import run_pipeline, topology
     from sqjax.stages.reward import dataset_path
 
     _setup_logging()
     run_pipeline(cfg, first, last, run_dir)
     out = Path(run_dir or cfg.run_dir)
+    if topology()[0] != 0:  # process 0 writes the report of a multi-process run
+        return
     if dataset_path(out).is_file():
         click.echo(f"dataset: {dataset_path(out)}")
     click.echo(f"report: {build_report(out)}")

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 
 import jax
 import numpy as np
+import numpy as np
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
@@ -97,5 +98,14 @@ def shard_model(model: nnx.Module, mesh: Mesh, rules: Rules = SAMPLE_RULES) -> n
     """Moves a model's parameters onto the mesh, in place, and returns it."""
     state = nnx.state(model)
     shardings = state_shardings(state, mesh, rules)
-    nnx.update(model, jax.device_put(state, shardings))
+    nnx.update(model, jax.tree.map(place, state, shardings))
     return model
+
+
+def place(x, sharding: NamedSharding):
+    """device_put that also works onto a mesh spanning processes: an array held whole by
+    this process goes through host memory (every process holds the same value), since
+    backends without cross-host transfers refuse a device-to-device copy there."""
+    if isinstance(x, jax.Array) and x.is_fully_addressable and not sharding.is_fully_addressable:
+        x = np.asarray(x)
+    return jax.device_put(x, sharding)

@@ -41,7 +41,7 @@ def load_from_tensors(
     """Builds a Decoder whose parameters are the transformed tensors `read(key)`."""
     keys = set(keys)
     model = abstract_model(cfg)
-    mesh = mesh or make_mesh(devices=jax.devices()[:1])
+    mesh = mesh or make_mesh(devices=jax.local_devices()[:1])
     flat = dict(nnx.to_flat_state(nnx.state(model)))
     shardings = dict(nnx.to_flat_state(state_shardings(nnx.state(model), mesh, rules)))
     entries = weight_map(cfg)
@@ -82,5 +82,15 @@ def export_tensors(model: Decoder) -> Iterable[tuple[str, np.ndarray]]:
     cfg = model.config
     flat = dict(nnx.to_flat_state(nnx.state(model)))
     for entry in weight_map(cfg):
-        arrays = tuple(np.asarray(jax.device_get(flat[p].get_value())) for p in entry.paths)
+        arrays = tuple(to_host(flat[p].get_value()) for p in entry.paths)
         yield entry.hf_key, entry.to_hf(arrays, cfg)
+
+
+def to_host(array: jax.Array) -> np.ndarray:
+    """The whole array in host memory; when parts live on other processes' devices, every
+    process must call this for the same arrays in the same order (it is a collective)."""
+    if isinstance(array, jax.Array) and not array.is_fully_addressable:
+        from jax.experimental import multihost_utils
+
+        return np.asarray(multihost_utils.process_allgather(array, tiled=True))
+    return np.asarray(jax.device_get(array))

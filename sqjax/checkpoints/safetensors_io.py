@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import jax
 import ml_dtypes
 import numpy as np
 from jax.sharding import Mesh
@@ -211,8 +212,15 @@ def export_hf(
 ) -> Path:
     """Writes an HF directory (config, weights in the param dtype, tokenizer if given) that
     transformers loads with `from_pretrained`. Files appear only once all are written; stale
-    weight files of an earlier export in out_dir are removed."""
+    weight files of an earlier export in out_dir are removed.
+
+    In a multi-process run every process calls this (the weights are gathered together) and
+    process 0 alone writes."""
     out_dir = Path(out_dir)
+    if jax.process_count() > 1 and jax.process_index() != 0:
+        for _ in export_tensors(model):
+            pass
+        return out_dir
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp-"))
     try:

@@ -22,6 +22,7 @@ from sqjax.pipeline import shards as sh
 from sqjax.pipeline.config import ModelEntry, RunConfig, resolve_model
 from sqjax.pipeline.progress import Progress
 from sqjax.pipeline.rundir import step_dir
+from sqjax.pipeline.sync import StageSync
 
 
 @dataclass
@@ -80,6 +81,7 @@ class StageContext:
         inputs: Sequence[str],
         process_index: int = 0,
         process_count: int = 1,
+        sync: StageSync | None = None,
     ) -> None:
         self.name = name
         self.config = config
@@ -89,6 +91,7 @@ class StageContext:
         self.artifacts_dir = self.stage_dir / "artifacts"
         self.process_index = process_index
         self.process_count = process_count
+        self.sync = sync or StageSync(name, process_index, process_count)
         self.log = logging.getLogger(f"sqjax.{name}")
         self.manifest = manifest  # written by the runner; process 0 only
         self.inputs = tuple(inputs)
@@ -231,6 +234,10 @@ class StageContext:
             )
 
     def _wait_for_chunks(self, out_dir: Path, n_shards: int) -> None:
+        said = 0.0
         while len(sh.list_shards(out_dir)) < n_shards:
-            self.log.info("waiting for other processes' shards in %s", out_dir)
-            time.sleep(10)
+            self.sync.check()  # a failed process writes no more shards
+            if time.monotonic() - said >= 60:
+                self.log.info("waiting for other processes' shards in %s", out_dir)
+                said = time.monotonic()
+            time.sleep(1)

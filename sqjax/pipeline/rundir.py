@@ -1,6 +1,6 @@
 """Run directory layout and the rules for reusing a stage's existing output.
 
-RUN/<stage>/            final output shards, manifest.json, log.txt
+RUN/<stage>/            final output shards, manifest.json, log.txt (log.p<i>.txt: process i)
 RUN/<stage>/steps/<s>/  shards of intermediate steps (`ctx.map_shards(..., step=s)`)
 RUN/<stage>/artifacts/  checkpoints and other files a stage writes (`ctx.artifacts_dir`)
 RUN/<stage>.old-<time>/ output moved aside by --restart (never deleted)

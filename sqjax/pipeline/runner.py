@@ -16,6 +16,7 @@ from sqjax.pipeline import shards as sh
 from sqjax.pipeline.config import RunConfig
 from sqjax.pipeline.context import StageContext
 from sqjax.pipeline.rundir import prepare, step_dir
+from sqjax.pipeline.sync import StageSync
 
 log = logging.getLogger("sqjax")
 SAVE_EVERY_S = 30.0  # seconds between progress updates of an unfinished manifest
@@ -56,20 +57,32 @@ def run_stage(
     chash = mf.config_hash(stage_cfg)
     inputs = mf.input_hashes(run_dir, name, upstream)
     pi, pc = process or topology()
-    if pi == 0:
-        old = prepare(run_dir / name, chash, stage_cfg, inputs, restart)
-    elif restart:
+    if restart and pc > 1:
         raise SqjaxError("--restart with several processes: restart once on one process first")
-    else:
-        old = mf.read_manifest(run_dir / name)
-    if old and old.get("finished"):
-        log.info("stage %s already finished in %s; skipping", name, run_dir / name)
-        return old
-    manifest = _start_manifest(name, chash, stage_cfg, inputs, old)
-    ctx = StageContext(
-        name, cfg, getattr(cfg, spec.section_name), run_dir, manifest, upstream, pi, pc
-    )
-    return _execute(ctx, run)
+    sync = StageSync.for_attempt(name, pi, pc)
+    try:
+        if pi == 0:
+            old = prepare(run_dir / name, chash, stage_cfg, inputs, restart)
+            (run_dir / name).mkdir(parents=True, exist_ok=True)
+            sync.announce("prepared", old)
+        else:
+            old = sync.wait_for("prepared", f"process 0 to prepare {run_dir / name}")
+        if old and old.get("finished"):
+            log.info("stage %s already finished in %s; skipping", name, run_dir / name)
+            return old
+        manifest = _start_manifest(name, chash, stage_cfg, inputs, old)
+        ctx = StageContext(
+            name, cfg, getattr(cfg, spec.section_name), run_dir, manifest, upstream, pi, pc, sync
+        )
+        result = _execute(ctx, run)
+        if pi == 0:
+            sync.announce("finished")
+        else:  # the next stage reads this one's finished manifest
+            sync.wait_for("finished", f"process 0 to finish {name}")
+        return result
+    except BaseException as e:
+        sync.fail(e)
+        raise
 
 
 def _start_manifest(name: str, chash: str, stage_cfg: dict, inputs: dict, old: dict | None) -> dict:
@@ -101,17 +114,23 @@ def _execute(ctx: StageContext, run) -> dict:
 
     ctx.save_manifest = save
     save(force=True)  # the manifest comes first: a directory with files but none is refused
-    handler = logging.FileHandler(ctx.stage_dir / "log.txt")
+    handler = logging.FileHandler(ctx.stage_dir / log_name(ctx.process_index))
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     ctx.log.addHandler(handler)
     try:
         ctx.log.info("stage %s: attempt %d", ctx.name, ctx.manifest["attempts"])
         run(ctx)
+        ctx.sync.meet("ran", f"the other processes to finish {ctx.name}")
         save(finished=True)
     finally:
         ctx.log.removeHandler(handler)
         handler.close()
     return ctx.manifest
+
+
+def log_name(process_index: int) -> str:
+    """log.txt for process 0, log.p<i>.txt for the others of a multi-process run."""
+    return "log.txt" if process_index == 0 else f"log.p{process_index}.txt"
 
 
 def _account(ctx: StageContext, attempt_s: float, finished: bool) -> None:

@@ -53,10 +53,14 @@ def train_and_publish(ctx: StageContext, model: str, cfg: Any) -> dict:
     forget_models()  # free sampling copies before the trainer loads its own
     result = train(cfg)
     target = artifact_dir(ctx, model)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if target.exists():
-        shutil.rmtree(target)
-    os.replace(result.hf_dir, target)
+    if ctx.process_index == 0:  # the one writer of a multi-process run
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(result.hf_dir, target)
+        ctx.sync.announce(f"published/{model}")
+    else:
+        ctx.sync.wait_for(f"published/{model}", f"process 0 to write {target}")
     forget_models()  # a cached `<stage>:<model>` from an earlier attempt is stale now
     ctx.log.info("wrote %s (%d steps, final loss %.4f)", target, result.steps, result.final_loss)
     return {"steps": result.steps, "final_loss": result.final_loss}
