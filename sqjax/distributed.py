@@ -77,19 +77,3 @@ def client():
 
     return distributed.global_state.client
 
-
-_barriers = 0
-
-
-def barrier(label: str, timeout_s: float = 3600.0) -> None:
-    """Blocks until every process reaches the same barrier; a no-op in a one-process run.
-
-    Every process must call barriers in the same order: each call gets a fresh id from a
-    per-process counter, so ids match across processes without being reused.
-    """
-    global _barriers
-    c = client()
-    if c is None:
-        return
-    _barriers += 1
-    c.wait_at_barrier(f"sqjax/barrier/{_barriers}/{label}", int(timeout_s * 1000))
