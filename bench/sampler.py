@@ -131,23 +131,9 @@ def load_smollm(root: str, name: str):
 
     tok = AutoTokenizer.from_pretrained(root, gguf_file=name)
     hf = AutoModelForCausalLM.from_pretrained(root, gguf_file=name, dtype=torch.float32).eval()
-    try:
-        from sqjax import load_model
+    from sqjax import load_model
 
-        ours = load_model(os.path.join(root, name))
-        how = "sqjax.load_model"
-    except (ImportError, AttributeError) as err:  # no checkpoint API yet: use HF's tensors
-        log(
-            f"[b] sqjax.load_model unavailable ({type(err).__name__}: {err}); using transformers' tensors"
-        )
-        cfg = from_hf_config(hf.config.to_dict())
-        cfg = cfg.replace(
-            eos_token_ids=tuple(dict.fromkeys(cfg.eos_token_ids + (tok.eos_token_id,)))
-        )
-        sd = {k: v.numpy() for k, v in hf.state_dict().items()}
-        ours = load_from_tensors(cfg, sd.keys(), sd.__getitem__)
-        how = "load_from_tensors(transformers GGUF tensors)"
-    return tok, hf, ours, how
+    return tok, hf, load_model(os.path.join(root, name)), "sqjax.load_model"
 
 
 def part_b(args) -> dict:

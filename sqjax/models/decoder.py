@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from sqjax.models.cache import Cache, LayerCache, attention_mask, positions_from_mask, write_rows
+from sqjax.models.cache import SLOT_AXIS, Cache, LayerCache, attention_mask, positions_from_mask, write_rows
 from sqjax.models.config import ModelConfig, parse_dtype
 from sqjax.models.layers import RMSNorm, apply_rope, param, rope_tables
 
@@ -41,32 +41,37 @@ class Attention(nnx.Module):
         q_BLNH = apply_rope(self._project(x_BLD, "q"), cos_BLH, sin_BLH)
         k_BLKH = apply_rope(self._project(x_BLD, "k"), cos_BLH, sin_BLH)
         v_BLKH = self._project(x_BLD, "v")
+        k_BKHL, v_BKLH = k_BLKH.transpose(0, 2, 3, 1), v_BLKH.transpose(0, 2, 1, 3)
         if cache is None:
-            k_BSKH, v_BSKH = k_BLKH, v_BLKH
+            k_BKHS, v_BKSH = k_BKHL, v_BKLH
             mask_BLS = attention_mask(pos_BL, pos_BL, self.window, seg_BL, seg_BL)
             new_cache = None
         else:
-            k_BSKH = write_rows(cache.k_BSKH, k_BLKH, start_B)
-            v_BSKH = write_rows(cache.v_BSKH, v_BLKH, start_B)
+            k_BKHS = write_rows(cache.k_BKHS, k_BKHL, start_B, SLOT_AXIS.k_BKHS)
+            v_BKSH = write_rows(cache.v_BKSH, v_BKLH, start_B, SLOT_AXIS.v_BKSH)
             mask_BLS = attention_mask(pos_BL, cache_pos_BS, self.window)
-            new_cache = LayerCache(k_BSKH, v_BSKH)
-        out_BLNH = _gqa(q_BLNH, k_BSKH.astype(x_BLD.dtype), v_BSKH.astype(x_BLD.dtype), mask_BLS)
+            new_cache = LayerCache(k_BKHS, v_BKSH)
+        out_BLNH = _gqa(q_BLNH, k_BKHS.astype(x_BLD.dtype), v_BKSH.astype(x_BLD.dtype), mask_BLS)
         out_BLD = jnp.einsum("BLNH,NHD->BLD", out_BLNH, self.o[...].astype(x_BLD.dtype))
         if self.cfg.o_bias:
             out_BLD = out_BLD + self.o_bias[...].astype(x_BLD.dtype)
         return out_BLD, new_cache
 
 
-def _gqa(q_BLNH, k_BSKH, v_BSKH, mask_BLS):
+def _gqa(q_BLNH, k_BKHS, v_BKSH, mask_BLS):
+    """Grouped-query attention as two plain batched matmuls over (B, K): the G query heads
+    of a KV head and the L queries form one M = G * L axis, so neither dot needs a transpose
+    of the cache (XLA CPU otherwise copies it, or runs a slow generic dot)."""
     B, L, N, H = q_BLNH.shape
-    K = k_BSKH.shape[2]
-    q_BLKGH = q_BLNH.reshape(B, L, K, N // K, H)
-    logits_BKGLS = jnp.einsum("BLKGH,BSKH->BKGLS", q_BLKGH, k_BSKH, preferred_element_type=jnp.float32)
-    logits_BKGLS = logits_BKGLS * (H**-0.5)
+    K = k_BKHS.shape[1]
+    G = N // K
+    q_BKMH = q_BLNH.reshape(B, L, K, G, H).transpose(0, 2, 3, 1, 4).reshape(B, K, G * L, H)
+    logits_BKMS = jnp.einsum("BKMH,BKHS->BKMS", q_BKMH, k_BKHS, preferred_element_type=jnp.float32)
+    logits_BKGLS = logits_BKMS.reshape(B, K, G, L, -1) * (H**-0.5)
     logits_BKGLS = jnp.where(mask_BLS[:, None, None], logits_BKGLS, NEG_INF)
-    probs_BKGLS = jax.nn.softmax(logits_BKGLS, axis=-1).astype(v_BSKH.dtype)
-    out_BLKGH = jnp.einsum("BKGLS,BSKH->BLKGH", probs_BKGLS, v_BSKH)
-    return out_BLKGH.reshape(B, L, N, H)
+    probs_BKMS = jax.nn.softmax(logits_BKGLS, axis=-1).astype(v_BKSH.dtype).reshape(B, K, G * L, -1)
+    out_BKMH = jnp.einsum("BKMS,BKSH->BKMH", probs_BKMS, v_BKSH)
+    return out_BKMH.reshape(B, K, G, L, H).transpose(0, 3, 1, 2, 4).reshape(B, L, N, H)
 
 
 class MLP(nnx.Module):

@@ -31,6 +31,13 @@ from sqjax.sampling.stops import find_stop
 from sqjax.sharding import BATCH, SAMPLE_RULES, spec_for, state_shardings
 
 
+# logical axes of the KV cache fields (models.cache.LayerCache); other slot arrays: rows only
+CACHE_AXES = {
+    "k_BKHS": ("batch", "kv_heads", "head_dim", None),
+    "v_BKSH": ("batch", "kv_heads", None, "head_dim"),
+}
+
+
 def bucket(n: int, minimum: int = 64) -> int:
     """Length bucket: powers of two from `minimum` up to 1024, then multiples of 512."""
     if n <= 1024:
@@ -92,9 +99,8 @@ class Engine:
             return None
 
         def one(path, leaf):
-            names = ("batch",) + (None,) * (leaf.ndim - 1)
-            if leaf.ndim == 4:
-                names = ("batch", None, "kv_heads", "head_dim")
+            field = getattr(path[-1], "name", None)
+            names = CACHE_AXES.get(field, ("batch",) + (None,) * (leaf.ndim - 1))
             return NamedSharding(self.mesh, spec_for(names, leaf.shape, self.mesh, SAMPLE_RULES))
 
         return jax.tree_util.tree_map_with_path(one, slots)

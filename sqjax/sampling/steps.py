@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from sqjax.models.cache import Cache
+from sqjax.models.cache import SLOT_AXIS, Cache, LayerCache
 from sqjax.sampling.filters import RowSampling, sample, token_logprobs
 
 TRACES: collections.Counter = collections.Counter()
@@ -126,6 +126,12 @@ class NewRows(NamedTuple):
     index_M: jax.Array
 
 
+def _put_slots(cache_BX, new_MX, slot_M, axis: int):
+    """cache_BX with rows slot_M (out of range: dropped) holding new_MX in its first slots."""
+    index = (slot_M,) + tuple(slice(None, n) for n in new_MX.shape[1 : axis + 1])
+    return cache_BX.at[index].set(new_MX, mode="drop")
+
+
 def insert(graphdef, weights, slots: Slots, ids_UL, ctx_U, last_U, new: NewRows):
     """Prefills U unique prompts once and copies their cache rows into the M new slots that
     sample from them. ids_UL holds each prompt but its last token (ctx_U tokens, right-padded);
@@ -139,12 +145,12 @@ def insert(graphdef, weights, slots: Slots, ids_UL, ctx_U, last_U, new: NewRows)
     U, L = ids_UL.shape
     S = slots.cache.size
     pos_UL = jnp.where(jnp.arange(L) < ctx_U[:, None], jnp.arange(L), -1)
-    fresh = model.init_cache(U, L, dtype=slots.cache.layers[0].k_BSKH.dtype)
+    fresh = model.init_cache(U, L, dtype=slots.cache.layers[0].k_BKHS.dtype)
     _, cache_U = forward(model, ids_UL, pos_UL, fresh, jnp.zeros_like(ctx_U))
     src_M, slot_M = new.src_M, new.slot_M
     layers = tuple(
-        type(old)(*(o.at[slot_M, :L].set(n[src_M], mode="drop") for o, n in zip(old, fresh_layer)))
-        for old, fresh_layer in zip(slots.cache.layers, cache_U.layers)
+        LayerCache(*(_put_slots(o, n[src_M], slot_M, axis) for o, n, axis in zip(old, new, SLOT_AXIS)))
+        for old, new in zip(slots.cache.layers, cache_U.layers)
     )
     pos_MS = jnp.pad(pos_UL[src_M], ((0, 0), (0, S - L)), constant_values=-1)
     cache = Cache(layers=layers, pos_BS=slots.cache.pos_BS.at[slot_M].set(pos_MS, mode="drop"))
