@@ -6,7 +6,14 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from sqjax.models.cache import SLOT_AXIS, Cache, LayerCache, attention_mask, positions_from_mask, write_rows
+from sqjax.models.cache import (
+    SLOT_AXIS,
+    Cache,
+    LayerCache,
+    attention_mask,
+    positions_from_mask,
+    write_rows,
+)
 from sqjax.models.config import ModelConfig, parse_dtype
 from sqjax.models.layers import RMSNorm, apply_rope, param, rope_tables
 

@@ -16,9 +16,9 @@ from sqjax.data.chat import chat_format, encoder
 from sqjax.errors import SqjaxError
 from sqjax.pipeline.context import ShardInfo, StageContext
 from sqjax.question import solvability as sv
-from sqjax.question.math_cues import looks_like_math
-from sqjax.question.judging import ask_judge
 from sqjax.question.generation import sample_from
+from sqjax.question.judging import ask_judge
+from sqjax.question.math_cues import looks_like_math
 from sqjax.stages.common import load_entry
 
 

@@ -30,7 +30,6 @@ from sqjax.sampling.stops import decode as detok
 from sqjax.sampling.stops import find_stop
 from sqjax.sharding import BATCH, SAMPLE_RULES, spec_for, state_shardings
 
-
 # logical axes of the KV cache fields (models.cache.LayerCache); other slot arrays: rows only
 CACHE_AXES = {
     "k_BKHS": ("batch", "kv_heads", "head_dim", None),

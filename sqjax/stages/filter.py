@@ -21,8 +21,8 @@ from sqjax.pipeline.context import ShardInfo, StageContext
 from sqjax.pipeline.records import with_score, with_verdict
 from sqjax.question import filters as F
 from sqjax.question import solvability as sv
-from sqjax.question.language import language_reason
 from sqjax.question.judging import ask_judge
+from sqjax.question.language import language_reason
 from sqjax.stages.common import load_entry
 
 NAME = "filter"
