@@ -198,9 +198,28 @@ class DifficultyConfig:
 
 @dataclass(frozen=True)
 class LanguageFilter:
-    """Keep a question only if non-empty and pure ASCII (paper: removed 20.1%)."""
+    """Keep a question only if non-empty and pure ASCII (paper: removed 20.1%); optionally
+    also drop questions whose prose a language-ID model confidently puts outside
+    `languages` (sqjax choice, off by default; see sqjax.question.language)."""
 
     enabled: bool = True
+    language_id: bool = False
+    languages: list[str] = field(default_factory=lambda: ["en"])  # ISO 639-1 codes
+    min_confidence: float = 0.9
+    min_letters: int = 20  # less prose than this (math removed) is not judged
+
+    def __post_init__(self) -> None:
+        _require(bool(self.languages), "languages is empty; list the codes to keep, e.g. [en]")
+        _require(0 <= self.min_confidence <= 1, f"min_confidence={self.min_confidence} must be in [0, 1]")
+        _check_positive(min_letters=self.min_letters)
+
+    def rule(self):
+        """The language-ID settings, or None when only the paper's rule applies."""
+        from sqjax.question.language import LanguageId
+
+        if not self.language_id:
+            return None
+        return LanguageId(tuple(self.languages), self.min_confidence, self.min_letters)
 
 
 @dataclass(frozen=True)

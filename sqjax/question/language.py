@@ -1,17 +1,72 @@
-"""The paper's language rule: keep a question only if it is non-empty and pure ASCII.
+"""The language filter: the paper's rule (non-empty and pure ASCII) plus an optional
+language-ID check.
 
-An optional language-ID check (e.g. `langdetect`) was left out: the ASCII rule already
-removes non-Latin scripts, and the light packages guess poorly on short math text full of
-numbers and symbols.
+The ASCII rule removes non-Latin scripts but keeps, say, a Spanish or Indonesian question
+written without accents. The optional check runs py3langid (langid.py's model, 97 languages,
+bundled in the wheel: nothing is downloaded) on the question's prose only: LaTeX spans,
+commands, digits and symbols are removed first, since math text is otherwise mislabelled
+(raw MATH train questions: 317 of 7,500 get a non-English label, all below 0.9). A question
+is dropped only when the model is confident (`min_confidence`) of a label outside
+`languages`; one with fewer than `min_letters` letters of prose is kept, as there is too
+little to judge. Measured with the defaults: 0 of the 20,924 ASCII questions of GSM8K and
+MATH (train and test) dropped; every one of a table of ASCII questions in eight other
+languages dropped (tests/test_question_language.py).
 """
 
 from __future__ import annotations
 
+import functools
+import re
+from dataclasses import dataclass
 
-def language_reason(text: str) -> str | None:
-    """None when the text passes; else why not: "empty" or "non_ascii"."""
+# $$...$$, $...$, \[...\], \(...\), \begin{..}...\end{..}, then lone commands, then anything
+# that is not a letter, an apostrophe or whitespace
+_MATH = re.compile(
+    r"\$\$.*?\$\$|\$[^$]*\$|\\\[.*?\\\]|\\\(.*?\\\)|\\begin\{(\w+\*?)\}.*?\\end\{\1\}"
+    r"|\\[A-Za-z]+|[^A-Za-z'\s]",
+    re.S,
+)
+
+
+@dataclass(frozen=True)
+class LanguageId:
+    """Settings of the optional language-ID check (see the module docstring)."""
+
+    languages: tuple[str, ...] = ("en",)
+    min_confidence: float = 0.9
+    min_letters: int = 20
+
+
+def prose(text: str) -> str:
+    """The words of a question with its math removed, single-spaced."""
+    return " ".join(_MATH.sub(" ", text).split())
+
+
+@functools.cache
+def _identifier():
+    from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+    return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+
+
+def identify(text: str) -> tuple[str, float]:
+    """(language code, probability) of the text's prose."""
+    label, prob = _identifier().classify(prose(text))
+    return label, float(prob)
+
+
+def language_reason(text: str, language_id: LanguageId | None = None) -> str | None:
+    """None when the text passes; else why not: "empty", "non_ascii" or "lang_<code>"."""
     if not text.strip():
         return "empty"
     if not text.isascii():
         return "non_ascii"
+    if language_id is None:
+        return None
+    words = prose(text)
+    if sum(c.isalpha() for c in words) < language_id.min_letters:
+        return None
+    label, prob = identify(words)
+    if label not in language_id.languages and prob >= language_id.min_confidence:
+        return f"lang_{label}"
     return None

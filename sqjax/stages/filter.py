@@ -1,6 +1,7 @@
 """Stage filter: language -> solvability -> difficulty -> dedup -> decontamination.
 
-- language (per row): non-empty and pure ASCII (the paper's rule).
+- language (per row): non-empty and pure ASCII (the paper's rule); optionally a language-ID
+  check of the prose (language_id: true).
 - solvability (per row): the judge reasons step by step and ends with Yes/No; both the strict
   final verdict and the authors' lax "yes anywhere" are recorded, `verdict` picks the one
   that decides.
@@ -19,6 +20,7 @@ from collections import Counter
 
 from sqjax.pipeline.context import ShardInfo, StageContext
 from sqjax.pipeline.records import with_score, with_verdict
+from sqjax.pipeline.sections import LanguageFilter
 from sqjax.question import filters as F
 from sqjax.question import solvability as sv
 from sqjax.question.judging import ask_judge
@@ -30,10 +32,10 @@ DESCRIPTION = "language, solvability, difficulty, dedup, decontamination filters
 MAX_LISTED = 200  # decontamination matches listed in the manifest
 
 
-def _language(rows: list[dict], enabled: bool, info: ShardInfo) -> list[dict]:
-    out = []
+def _language(rows: list[dict], cfg: LanguageFilter, info: ShardInfo) -> list[dict]:
+    out, rule = [], cfg.rule()
     for row in rows:
-        reason = language_reason(row["question"]) if enabled else None
+        reason = language_reason(row["question"], rule) if cfg.enabled else None
         row = with_verdict(row, "language", reason or "ok")
         if reason is not None:
             info.drop(f"language:{reason}")
@@ -96,7 +98,7 @@ def _difficulty_scores(ctx: StageContext, rows: list[dict]) -> list[dict]:
 
 def judge_shard(ctx: StageContext, rows: list[dict], info: ShardInfo) -> list[dict]:
     """The per-row filters; returns every row, dropped ones marked."""
-    rows = _language(rows, ctx.section.language.enabled, info)
+    rows = _language(rows, ctx.section.language, info)
     rows = _solvability(ctx, rows, info)
     return _difficulty_scores(ctx, rows)
 
