@@ -68,6 +68,14 @@ def constructed() -> tuple[list[dict], dict[str, str], dict[str, str]]:
     rows += [
         {"id": "l-empty", "question": "   ", "generator": "h"},
         {"id": "l-nonascii", "question": "Combien font 3 × 4 ?", "generator": "h"},
+        {
+            "id": "l-spanish",  # ASCII: only the language-ID check catches it
+            "question": (
+                "Un granjero tiene doce vacas y compra ocho vacas mas en el mercado del pueblo. "
+                "Cuantas vacas tiene ahora el granjero en total?"
+            ),
+            "generator": "h",
+        },
     ]
     return rows, {k: v[0] for k, v in dups.items()}, {k: v[0] for k, v in planted.items()}
 
@@ -75,6 +83,7 @@ def constructed() -> tuple[list[dict], dict[str, str], dict[str, str]]:
 CONFIG = """
 run_dir: unused
 filter:
+  language: {language_id: true}
   solvability: {enabled: false}
   difficulty: {enabled: false}
   shard_size: 5
@@ -111,7 +120,7 @@ def test_filter_catches_every_planted_row_and_nothing_else(fake_generation, tmp_
         for r in map(json.loads, p.read_text().splitlines())
     }
     assert sorted(r["id"] for r in kept) == sorted(f"q{i}" for i in range(len(QUESTIONS)))
-    assert set(dropped) == set(dups) | set(planted) | {"l-empty", "l-nonascii"}
+    assert set(dropped) == set(dups) | set(planted) | {"l-empty", "l-nonascii", "l-spanish"}
     for rid, original in dups.items():
         assert dropped[rid]["dropped_by"] == "dedup" and dropped[rid]["duplicate_of"] == original
         assert original in dropped[rid]["drop_reason"]
@@ -125,8 +134,10 @@ def test_filter_catches_every_planted_row_and_nothing_else(fake_generation, tmp_
     assert (
         dropped["l-empty"]["drop_reason"] == "empty"
         and dropped["l-nonascii"]["drop_reason"] == "non_ascii"
+        and dropped["l-spanish"]["drop_reason"] == "lang_es"
     )
-    assert m["drops"] == {"dedup": 3, "decontam": 3, "language:empty": 1, "language:non_ascii": 1}
+    assert m["drops"] == {"dedup": 3, "decontam": 3, "language:empty": 1, "language:non_ascii": 1,
+                          "language:lang_es": 1}
     matches = m["metrics"]["decontam"]["matches"]
     assert sorted((x["id"], x["eval_id"]) for x in matches) == sorted(planted.items())
     assert m["metrics"]["decontam"]["benchmarks"] == {"gsm8k": 1319, "math": 5000}
