@@ -9,9 +9,10 @@ import pytest
 from sqjax import assets
 from sqjax.data.jsonl import read_jsonl
 from sqjax.pipeline.config import parse_config
-from sqjax.question.language import LanguageId, language_reason, prose
+from sqjax.pipeline.sections import LanguageFilter
+from sqjax.question.language import language_reason, prose
 
-RULE = LanguageId()
+RULE = LanguageFilter(language_id=True)
 
 NOT_ENGLISH = {  # written for this test, ASCII only (no accents), so the paper's rule keeps them
     "es": "Maria tiene doce manzanas y le da cuatro a su hermano. Cuantas manzanas le quedan a Maria al final del dia?",
@@ -40,7 +41,7 @@ def test_language_id_catches_ascii_questions_in_other_languages(name):
 
 
 def test_language_id_keeps_the_languages_asked_for():
-    spanish = LanguageId(languages=("en", "es"))
+    spanish = LanguageFilter(language_id=True, languages=["en", "es"])
     assert language_reason(NOT_ENGLISH["es"], spanish) is None
     assert language_reason(NOT_ENGLISH["fr"], spanish) is not None
 
@@ -65,8 +66,10 @@ def test_language_id_drops_no_real_english_question(path, field):
 
 def test_config_keys_and_errors():
     cfg = parse_config("run_dir: x\nfilter: {language: {language_id: true, languages: [en, de]}}", "t.yaml")
-    assert cfg.filter.language.rule() == LanguageId(("en", "de"), 0.9, 20)
-    assert parse_config("run_dir: x", "t.yaml").filter.language.rule() is None
+    lang = cfg.filter.language
+    assert (lang.language_id, lang.languages, lang.min_confidence, lang.min_letters) == (True, ["en", "de"], 0.9, 20)
+    default = parse_config("run_dir: x", "t.yaml").filter.language
+    assert not default.language_id and language_reason(NOT_ENGLISH["fr"], default) is None
     with pytest.raises(Exception, match="min_confidence"):
         parse_config("run_dir: x\nfilter: {language: {min_confidence: 2}}", "t.yaml")
     with pytest.raises(Exception, match="languages is empty"):

@@ -213,14 +213,6 @@ class LanguageFilter:
         _require(0 <= self.min_confidence <= 1, f"min_confidence={self.min_confidence} must be in [0, 1]")
         _check_positive(min_letters=self.min_letters)
 
-    def rule(self):
-        """The language-ID settings, or None when only the paper's rule applies."""
-        from sqjax.question.language import LanguageId
-
-        if not self.language_id:
-            return None
-        return LanguageId(tuple(self.languages), self.min_confidence, self.min_letters)
-
 
 @dataclass(frozen=True)
 class SolvabilityFilter:

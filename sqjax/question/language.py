@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sqjax.pipeline.sections import LanguageFilter
 
 # $$...$$, $...$, \[...\], \(...\), \begin{..}...\end{..}, then lone commands, then anything
 # that is not a letter, an apostrophe or whitespace
@@ -26,15 +29,6 @@ _MATH = re.compile(
     r"|\\[A-Za-z]+|[^A-Za-z'\s]",
     re.S,
 )
-
-
-@dataclass(frozen=True)
-class LanguageId:
-    """Settings of the optional language-ID check (see the module docstring)."""
-
-    languages: tuple[str, ...] = ("en",)
-    min_confidence: float = 0.9
-    min_letters: int = 20
 
 
 def prose(text: str) -> str:
@@ -49,24 +43,19 @@ def _identifier():
     return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
 
 
-def identify(text: str) -> tuple[str, float]:
-    """(language code, probability) of the text's prose."""
-    label, prob = _identifier().classify(prose(text))
-    return label, float(prob)
-
-
-def language_reason(text: str, language_id: LanguageId | None = None) -> str | None:
-    """None when the text passes; else why not: "empty", "non_ascii" or "lang_<code>"."""
+def language_reason(text: str, cfg: LanguageFilter | None = None) -> str | None:
+    """None when the text passes; else why not: "empty", "non_ascii" or "lang_<code>" (the
+    last only when cfg.language_id is on)."""
     if not text.strip():
         return "empty"
     if not text.isascii():
         return "non_ascii"
-    if language_id is None:
+    if cfg is None or not cfg.language_id:
         return None
     words = prose(text)
-    if sum(c.isalpha() for c in words) < language_id.min_letters:
+    if sum(c.isalpha() for c in words) < cfg.min_letters:
         return None
-    label, prob = identify(words)
-    if label not in language_id.languages and prob >= language_id.min_confidence:
+    label, prob = _identifier().classify(words)
+    if label not in cfg.languages and prob >= cfg.min_confidence:
         return f"lang_{label}"
     return None

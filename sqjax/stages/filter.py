@@ -33,9 +33,9 @@ MAX_LISTED = 200  # decontamination matches listed in the manifest
 
 
 def _language(rows: list[dict], cfg: LanguageFilter, info: ShardInfo) -> list[dict]:
-    out, rule = [], cfg.rule()
+    out = []
     for row in rows:
-        reason = language_reason(row["question"], rule) if cfg.enabled else None
+        reason = language_reason(row["question"], cfg) if cfg.enabled else None
         row = with_verdict(row, "language", reason or "ok")
         if reason is not None:
             info.drop(f"language:{reason}")
