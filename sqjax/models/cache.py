@@ -24,7 +24,9 @@ class LayerCache(NamedTuple):
     v_BKSH: jax.Array
 
 
-SLOT_AXIS = LayerCache(3, 2)  # the axis of each field that indexes cache slots
+# logical axes of each field (None: the cache-slot axis, never sharded), for sharding rules
+AXES = LayerCache(("batch", "kv_heads", "head_dim", None), ("batch", "kv_heads", None, "head_dim"))
+SLOT_AXIS = LayerCache(*(axes.index(None) for axes in AXES))  # the axis that indexes slots
 
 
 @struct.dataclass

@@ -21,6 +21,7 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding
 
 from sqjax.errors import SqjaxError
+from sqjax.models import cache as cache_layout
 from sqjax.models.cache import init_cache
 from sqjax.pipeline.progress import Progress
 from sqjax.sampling import steps as S
@@ -30,11 +31,7 @@ from sqjax.sampling.stops import decode as detok
 from sqjax.sampling.stops import find_stop
 from sqjax.sharding import BATCH, SAMPLE_RULES, spec_for, state_shardings
 
-# logical axes of the KV cache fields (models.cache.LayerCache); other slot arrays: rows only
-CACHE_AXES = {
-    "k_BKHS": ("batch", "kv_heads", "head_dim", None),
-    "v_BKSH": ("batch", "kv_heads", None, "head_dim"),
-}
+CACHE_AXES = cache_layout.AXES._asdict()  # by LayerCache field; other slot arrays: rows only
 
 
 def bucket(n: int, minimum: int = 64) -> int:
