@@ -39,7 +39,8 @@ def move_aside(path: Path) -> Path:
 def prepare(
     path: Path, config_hash: str, stage_cfg: dict, inputs: dict[str, str], restart: bool
 ) -> dict | None:
-    """Checks that existing output in `path` may be resumed; returns its manifest or None.
+    """Checks that existing output in `path` may be resumed; returns its manifest or None
+    (a new stage, whose directory it creates, so other processes may log into it).
 
     Output made with another config or other upstream output is never mixed with new output:
     SqjaxError unless `restart`, which moves the old directory aside first.
@@ -54,6 +55,7 @@ def prepare(
             raise SqjaxError(
                 f"{path} holds files but no manifest.json; rerun with --restart to move them aside"
             )
+        path.mkdir(parents=True, exist_ok=True)
         return None
     if manifest.get("config_hash") != config_hash:
         keys = changed_keys(manifest.get("config", {}), stage_cfg) or ["(unknown)"]

@@ -63,7 +63,6 @@ def run_stage(
     try:
         if pi == 0:
             old = prepare(run_dir / name, chash, stage_cfg, inputs, restart)
-            (run_dir / name).mkdir(parents=True, exist_ok=True)
             sync.announce("prepared", old)
         else:
             old = sync.wait_for("prepared", f"process 0 to prepare {run_dir / name}")
