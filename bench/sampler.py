@@ -7,7 +7,11 @@ top-p 0.95, up to 512 tokens, stopping at end of turn; useful (non-padding) toke
 Runs are interleaved (HF, sqjax, HF, ...) and medians are taken over the repeats. The last
 line printed is one JSON object with every figure and ratio.
 
-    python bench/sampler.py [--part a|b|ab] [--quick] [--repeats 3]
+    python bench/sampler.py [--part a|b|ab] [--quick] [--repeats 3] [--questions 64] [--cold]
+
+Programs compile (or come from sqjax's persistent XLA cache, unless --cold) outside the timed
+calls: part a times sqjax's first call of each configuration apart; part b first runs sqjax on
+the first --warmup questions and reports how many programs the measured calls still compiled.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np
 import torch
 
+from sqjax import compile_cache
 from sqjax.checkpoints.convert import load_from_tensors
 from sqjax.models.hf_config import from_hf_config
 from sqjax.sampling.api import SamplingParams, generate
@@ -133,14 +138,15 @@ def load_smollm(root: str, name: str):
     hf = AutoModelForCausalLM.from_pretrained(root, gguf_file=name, dtype=torch.float32).eval()
     from sqjax import load_model
 
-    return tok, hf, load_model(os.path.join(root, name)), "sqjax.load_model"
+    ours = load_model(os.path.join(root, name), dtype="float32")  # the peer's dtype
+    return tok, hf, ours, "sqjax.load_model(dtype=float32)"
 
 
 def part_b(args) -> dict:
     root, name, gsm = smollm_paths()
     tok, hf, ours, how = load_smollm(root, name)
     with open(gsm) as f:
-        questions = [json.loads(line)["question"] for line in f][: 8 if args.quick else 64]
+        questions = [json.loads(line)["question"] for line in f][: 8 if args.quick else args.questions]
     prompts = [
         tok.apply_chat_template(
             [{"role": "user", "content": q}], tokenize=False, add_generation_prompt=True
@@ -178,11 +184,17 @@ def part_b(args) -> dict:
                 )
         return useful
 
-    def run_sq():
-        res = generate(ours, tok, prompts, sp, max_batch=32, progress=False)
+    stats: list[dict] = []
+
+    def run_sq(prompts=prompts):
+        stats.append({})
+        res = generate(ours, tok, prompts, sp, max_batch=32, progress=False, engine_stats=stats[-1])
         return sum(len(o.token_ids) for c in res for o in c.outputs)
 
-    first, _ = timed(run_sq)
+    # the warm-up compiles the programs most calls need (a full first call would double
+    # sqjax's share of the run); the measured calls report how many they still compiled
+    first, _ = timed(lambda: run_sq(prompts[: args.warmup]))
+    log(f"[b] sqjax warm-up ({args.warmup} questions) {first:.1f} s: {stats[0]}")
     hf_r, sq_r = [], []
     for _ in range(1 if args.quick else max(1, args.repeats - 2)):
         t, useful = timed(run_hf)
@@ -201,7 +213,11 @@ def part_b(args) -> dict:
         "hf_useful_tok_s": round(hf_tps, 1),
         "sqjax_useful_tok_s": round(sq_tps, 1),
         "ratio": round(sq_tps / hf_tps, 2),
-        "sqjax_first_call_s": round(first, 2),
+        "sqjax_warmup_questions": args.warmup,
+        "sqjax_warmup_s": round(first, 2),
+        "sqjax_programs_compiled_warmup": stats[0]["compiles"],
+        "sqjax_programs_compiled_measured": [st["compiles"] for st in stats[1:]],
+        "sqjax_stats": stats[-1],
     }
 
 
@@ -210,13 +226,20 @@ def main() -> None:
     ap.add_argument("--part", default="ab", choices=["a", "b", "ab"])
     ap.add_argument("--quick", action="store_true", help="small sizes: a smoke run, not figures")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--questions", type=int, default=64, help="part b: GSM8K test questions")
+    ap.add_argument("--warmup", type=int, default=16, help="part b: questions of sqjax's warm-up")
+    ap.add_argument(
+        "--cold", action="store_true", help="no persistent XLA cache: every program compiles"
+    )
     args = ap.parse_args()
+    cache_dir = None if args.cold else compile_cache.enable()
     torch.set_num_threads(2)
     out = {
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
         "load_before": os.getloadavg(),
         "quick": args.quick,
         "repeats": args.repeats,
+        "compile_cache": cache_dir,
     }
     if "a" in args.part:
         out["a"] = part_a(args)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -70,3 +71,26 @@ def test_future_tokens_do_not_change_earlier_logits():
     assert past <= 1e-6
     # every real position from t on sees the change
     assert np.abs(before[:, t:] - after[:, t:]).max(axis=-1)[mask_BL[:, t:] > 0].min() > 1e-3
+
+
+@pytest.mark.parametrize("window_layers", [None, 1], ids=["uniform-scan", "mixed-unrolled"])
+def test_prefill_equals_step_into_an_empty_cache(window_layers):
+    model = sqjax_twin(hf_model("LlamaForCausalLM"))
+    if window_layers is not None:  # layer 0 full attention, layer 1 a window of 8: blocks differ
+        tensors = dict(export_tensors(model))
+        cfg = model.config.replace(sliding_window=8, max_window_layers=window_layers)
+        model = load_from_tensors(cfg, tensors, tensors.__getitem__)
+    ids_BL, mask_BL = padded_batch(LENGTHS, WIDTH, "right", seed=7)
+    ids_BL, pos_BL = jnp.asarray(ids_BL), positions_from_mask(jnp.asarray(mask_BL))
+    B = ids_BL.shape[0]
+    prefill = nnx.jit(lambda m, ids, pos: m.prefill(ids, pos))
+    h_BLD, cache = prefill(model, ids_BL, pos_BL)
+    ref = nnx.jit(lambda m, *args: m.step_hidden(*args))
+    ref_BLD, ref_cache = ref(model, ids_BL, pos_BL, model.init_cache(B, WIDTH), jnp.zeros(B, jnp.int32))
+    assert np.abs(np.asarray(h_BLD) - np.asarray(ref_BLD)).max() <= TOL
+    assert np.array_equal(np.asarray(cache.pos_BS), np.asarray(ref_cache.pos_BS))
+    for got, want in zip(cache.layers, ref_cache.layers, strict=True):
+        for a, b in zip(got, want):
+            assert np.abs(np.asarray(a) - np.asarray(b)).max() <= TOL
+    jaxpr = str(jax.make_jaxpr(lambda ids, pos: model.prefill(ids, pos))(ids_BL, pos_BL))
+    assert ("scan" in jaxpr) == (window_layers is None)  # one compiled block when they agree

@@ -147,6 +147,19 @@ def test_new_temperature_does_not_recompile(llama):
     assert sum(steps.TRACES.values()) == before and stats["compiles"] == 0
 
 
+def test_refills_of_any_size_share_one_insert_program(llama):
+    # one prompt, rows finishing at scattered steps: refills of 1..8 rows, one distinct prompt
+    prompt = prompts_of((30,), seed=4)[0]
+    limits = (2, 33, 17, 5, 30, 9, 25, 12, 3, 28, 20, 7, 31, 14)
+    params = [SamplingParams(temperature=0, max_tokens=m, ignore_eos=True) for m in limits]
+    before, stats = steps.TRACES["insert"], {}
+    out = generate(llama, None, [prompt] * len(limits), params, max_batch=8, progress=False,
+                   engine_stats=stats)
+    assert [len(c.outputs[0].token_ids) for c in out] == list(limits)
+    assert stats["inserts"] >= 3
+    assert steps.TRACES["insert"] - before <= 1  # the program depends on no refill size
+
+
 def test_eos_and_min_tokens(llama):
     prompts = prompts_of((5, 30, 12))  # the shapes of the test above: no new compile
 

@@ -52,7 +52,7 @@ class Attention(nnx.Module):
         if cache is None:
             k_BKHS, v_BKSH = k_BKHL, v_BKLH
             mask_BLS = attention_mask(pos_BL, pos_BL, self.window, seg_BL, seg_BL)
-            new_cache = None
+            new_cache = LayerCache(k_BKHS, v_BKSH)  # this call's own keys and values
         else:
             k_BKHS = write_rows(cache.k_BKHS, k_BKHL, start_B, SLOT_AXIS.k_BKHS)
             v_BKSH = write_rows(cache.v_BKSH, v_BKLH, start_B, SLOT_AXIS.v_BKSH)
@@ -181,6 +181,28 @@ class Decoder(nnx.Module):
             x_BLD, new = block(x_BLD, positions_BL, cos, sin, cache=layer_cache, cache_pos_BS=pos_BS, start_B=start_B)
             new_layers.append(new)
         return self.final_norm(x_BLD), Cache(layers=tuple(new_layers), pos_BS=pos_BS)
+
+    def prefill(self, input_ids_BL, positions_BL):
+        """Runs L tokens per row with no earlier context: (final-norm hidden states [B, L, D],
+        a Cache of size L holding their keys and values). Blocks of one structure run as a
+        single `lax.scan`, so one block compiles instead of num_layers."""
+        x_BLD = self._embed(input_ids_BL)
+        cos, sin = rope_tables(self.config, jnp.maximum(positions_BL, 0))
+        graphs, states = zip(*(nnx.split(block) for block in self.layers))
+        if all(g == graphs[0] for g in graphs):
+
+            def body(x_BLD, state):
+                return nnx.merge(graphs[0], state)(x_BLD, positions_BL, cos, sin)
+
+            stacked = jax.tree.map(lambda *a: jnp.stack(a), *states)
+            x_BLD, kv = jax.lax.scan(body, x_BLD, stacked)
+            layers = [LayerCache(*(a[i] for a in kv)) for i in range(len(graphs))]
+        else:
+            layers = []
+            for block in self.layers:
+                x_BLD, new = block(x_BLD, positions_BL, cos, sin)
+                layers.append(new)
+        return self.final_norm(x_BLD), Cache(layers=tuple(layers), pos_BS=positions_BL)
 
     def logits(self, h_BLD):
         """LM logits in float32 from final hidden states."""

@@ -4,7 +4,8 @@ A fixed number of slots (batch rows) share a cache of fixed length. Waiting samp
 slots through `insert` (each distinct prompt among them is prefilled once; its n samples copy
 the cache row); `decode` then runs a chunk of steps for all live rows in one device call, and
 the host collects the new tokens, applies stop strings and frees finished slots.
-Prompt lengths, cache lengths and insert sizes are bucketed so few programs compile.
+Prompt lengths, cache lengths and the number of distinct prompts inserted are bucketed so few
+programs compile; an insert always writes all B rows (unused ones dropped).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from sqjax.sampling.stops import find_stop
 from sqjax.sharding import BATCH, SAMPLE_RULES, spec_for, state_shardings
 
 CACHE_AXES = cache_layout.AXES._asdict()  # by LayerCache field; other slot arrays: rows only
+SPAN = 128  # decode attends the cache's first multiple of SPAN slots that holds every live row
 
 
 def bucket(n: int, minimum: int = 64) -> int:
@@ -162,12 +164,15 @@ class Engine:
                 live.update(placed)
             if live:
                 kill_B = np.array([b not in live for b in range(B)])
+                ends = (len(requests[x.request].prompt_ids) + len(x.token_ids) for x in live.values())
+                span = min(size, -(-(max(ends) + self.chunk) // SPAN) * SPAN)
                 slots, tok_BT, lp_BT = decode_fn(
                     self.graphdef,
                     self.weights,
                     slots,
                     kill_B,
                     steps=self.chunk,
+                    span=span,
                     with_logprobs=logprobs,
                 )
                 counts["decode_calls"] += 1
@@ -223,7 +228,9 @@ class Engine:
         uniq: dict[tuple[int, ...], int] = {}
         for _, smp in placed:
             uniq.setdefault(tuple(requests[smp.request].prompt_ids), len(uniq))
-        U, M = pow2(len(uniq)), pow2(len(placed))
+        # the rows inserted are always the B slots (unused ones dropped): only the count of
+        # distinct prompts and their length bucket select an insert program
+        U, M = min(pow2(len(uniq)), B), B
         L = bucket(max(len(k) for k in uniq) - 1)
         ids_UL = np.zeros((U, L), np.int32)
         ctx_U = np.zeros((U,), np.int32)
@@ -283,7 +290,7 @@ def _jitted_cached(mesh, shard_leaves, treedef):
     kw = {} if shard is None else {"out_shardings": (shard, None, None)}
     decode_fn = jax.jit(
         S.decode,
-        static_argnames=("steps", "with_logprobs"),
+        static_argnames=("steps", "span", "with_logprobs"),
         static_argnums=(0,),
         donate_argnums=(2,),
         **kw,

@@ -73,15 +73,19 @@ def sample_key(seed, request, index):
     return jax.random.fold_in(jax.random.fold_in(key, request), index)
 
 
-def decode(graphdef, weights, slots: Slots, kill_B, *, steps: int, with_logprobs: bool):
+def decode(graphdef, weights, slots: Slots, kill_B, *, steps: int, span: int, with_logprobs: bool):
     """Up to `steps` decode steps for every live row (stops early when all rows are done).
 
+    Attention reads only the first `span` cache slots (the caller makes sure every live row
+    stays within them): a short answer in a cache sized for the longest one does not read
+    the whole cache at every step.
     Returns (slots, tokens [B, steps] (-1 where a row did not run), log-probs [B, steps]).
     """
     TRACES["decode"] += 1
     model = nnx.merge(graphdef, weights)
     B = slots.token_B.shape[0]
-    slots = slots._replace(done_B=slots.done_B | kill_B)
+    full = slots.cache
+    slots = slots._replace(done_B=slots.done_B | kill_B, cache=_first_slots(full, span))
 
     def body(carry):
         i, s, tokens_BT, logprobs_BT = carry
@@ -108,7 +112,29 @@ def decode(graphdef, weights, slots: Slots, kill_B, *, steps: int, with_logprobs
 
     init = (0, slots, jnp.full((B, steps), -1, jnp.int32), jnp.zeros((B, steps), jnp.float32))
     _, slots, tokens_BT, logprobs_BT = jax.lax.while_loop(cond, body, init)
-    return slots, tokens_BT, logprobs_BT
+    return slots._replace(cache=_put_first_slots(full, slots.cache)), tokens_BT, logprobs_BT
+
+
+def _first_slots(cache: Cache, span: int) -> Cache:
+    """The cache's first `span` slots (a copy, made once per decode call)."""
+    if span >= cache.size:
+        return cache
+    layers = tuple(
+        LayerCache(*(jax.lax.slice_in_dim(a, 0, span, axis=axis) for a, axis in zip(layer, SLOT_AXIS)))
+        for layer in cache.layers
+    )
+    return Cache(layers=layers, pos_BS=cache.pos_BS[:, :span])
+
+
+def _put_first_slots(cache: Cache, first: Cache) -> Cache:
+    """`cache` with its first slots replaced by `first` (in place when cache is donated)."""
+    if first.size >= cache.size:
+        return first
+    layers = tuple(
+        LayerCache(*(jax.lax.dynamic_update_slice_in_dim(a, b, 0, axis) for a, b, axis in zip(old, new, SLOT_AXIS)))
+        for old, new in zip(cache.layers, first.layers)
+    )
+    return Cache(layers=layers, pos_BS=cache.pos_BS.at[:, : first.size].set(first.pos_BS))
 
 
 class NewRows(NamedTuple):
@@ -129,7 +155,7 @@ class NewRows(NamedTuple):
 def _put_slots(cache_BX, new_MX, slot_M, axis: int):
     """cache_BX with rows slot_M (out of range: dropped) holding new_MX in its first slots."""
     index = (slot_M,) + tuple(slice(None, n) for n in new_MX.shape[1 : axis + 1])
-    return cache_BX.at[index].set(new_MX, mode="drop")
+    return cache_BX.at[index].set(new_MX.astype(cache_BX.dtype), mode="drop")
 
 
 def insert(graphdef, weights, slots: Slots, ids_UL, ctx_U, last_U, new: NewRows):
@@ -142,11 +168,10 @@ def insert(graphdef, weights, slots: Slots, ids_UL, ctx_U, last_U, new: NewRows)
     """
     TRACES["insert"] += 1
     model = nnx.merge(graphdef, weights)
-    U, L = ids_UL.shape
+    L = ids_UL.shape[1]
     S = slots.cache.size
     pos_UL = jnp.where(jnp.arange(L) < ctx_U[:, None], jnp.arange(L), -1)
-    fresh = model.init_cache(U, L, dtype=slots.cache.layers[0].k_BKHS.dtype)
-    _, cache_U = forward(model, ids_UL, pos_UL, fresh, jnp.zeros_like(ctx_U))
+    _, cache_U = model.prefill(ids_UL, pos_UL)
     src_M, slot_M = new.src_M, new.slot_M
     layers = tuple(
         LayerCache(*(_put_slots(o, n[src_M], slot_M, axis) for o, n, axis in zip(old, new, SLOT_AXIS)))
