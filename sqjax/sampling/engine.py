@@ -164,8 +164,7 @@ class Engine:
                 live.update(placed)
             if live:
                 kill_B = np.array([b not in live for b in range(B)])
-                ends = (len(requests[x.request].prompt_ids) + len(x.token_ids) for x in live.values())
-                span = min(size, -(-(max(ends) + self.chunk) // SPAN) * SPAN)
+                span = self._span(live, requests, size)
                 slots, tok_BT, lp_BT = decode_fn(
                     self.graphdef,
                     self.weights,
@@ -204,6 +203,12 @@ class Engine:
 
     def _rows(self) -> int:
         return 1 if self.mesh is None else int(np.prod([self.mesh.shape[a] for a in BATCH]))
+
+    def _span(self, live: dict[int, Sample], requests: list[Request], size: int) -> int:
+        """Cache slots the next decode call attends: every live row's prompt and tokens so
+        far plus the chunk's new ones, rounded up to a multiple of SPAN."""
+        end = max(len(requests[x.request].prompt_ids) + len(x.token_ids) for x in live.values())
+        return min(size, -(-(end + self.chunk) // SPAN) * SPAN)
 
     def _finish(self, smp: Sample, req: Request, device_done: bool) -> bool:
         """Applies stop strings and, when the sample is over, sets its reason and text."""

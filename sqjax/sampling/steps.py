@@ -73,7 +73,9 @@ def sample_key(seed, request, index):
     return jax.random.fold_in(jax.random.fold_in(key, request), index)
 
 
-def decode(graphdef, weights, slots: Slots, kill_B, *, steps: int, span: int, with_logprobs: bool):
+def decode(
+    graphdef, weights, slots: Slots, kill_B, *, steps: int, span: int, with_logprobs: bool
+):
     """Up to `steps` decode steps for every live row (stops early when all rows are done).
 
     Attention reads only the first `span` cache slots (the caller makes sure every live row
@@ -120,8 +122,8 @@ def _first_slots(cache: Cache, span: int) -> Cache:
     if span >= cache.size:
         return cache
     layers = tuple(
-        LayerCache(*(jax.lax.slice_in_dim(a, 0, span, axis=axis) for a, axis in zip(layer, SLOT_AXIS)))
-        for layer in cache.layers
+        LayerCache(*(jax.lax.slice_in_dim(a, 0, span, axis=ax) for a, ax in zip(kv, SLOT_AXIS)))
+        for kv in cache.layers
     )
     return Cache(layers=layers, pos_BS=cache.pos_BS[:, :span])
 
@@ -130,8 +132,9 @@ def _put_first_slots(cache: Cache, first: Cache) -> Cache:
     """`cache` with its first slots replaced by `first` (in place when cache is donated)."""
     if first.size >= cache.size:
         return first
+    put = jax.lax.dynamic_update_slice_in_dim
     layers = tuple(
-        LayerCache(*(jax.lax.dynamic_update_slice_in_dim(a, b, 0, axis) for a, b, axis in zip(old, new, SLOT_AXIS)))
+        LayerCache(*(put(a, b, 0, ax) for a, b, ax in zip(old, new, SLOT_AXIS)))
         for old, new in zip(cache.layers, first.layers)
     )
     return Cache(layers=layers, pos_BS=cache.pos_BS.at[:, : first.size].set(first.pos_BS))
