@@ -146,7 +146,8 @@ def part_b(args) -> dict:
     root, name, gsm = smollm_paths()
     tok, hf, ours, how = load_smollm(root, name)
     with open(gsm) as f:
-        questions = [json.loads(line)["question"] for line in f][: 8 if args.quick else args.questions]
+        questions = [json.loads(line)["question"] for line in f]
+    questions = questions[: 8 if args.quick else args.questions]
     prompts = [
         tok.apply_chat_template(
             [{"role": "user", "content": q}], tokenize=False, add_generation_prompt=True
@@ -188,7 +189,9 @@ def part_b(args) -> dict:
 
     def run_sq(prompts=prompts):
         stats.append({})
-        res = generate(ours, tok, prompts, sp, max_batch=32, progress=False, engine_stats=stats[-1])
+        res = generate(
+            ours, tok, prompts, sp, max_batch=32, progress=False, engine_stats=stats[-1]
+        )
         return sum(len(o.token_ids) for c in res for o in c.outputs)
 
     # the warm-up compiles the programs most calls need (a full first call would double

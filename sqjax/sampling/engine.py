@@ -36,11 +36,15 @@ CACHE_AXES = cache_layout.AXES._asdict()  # by LayerCache field; other slot arra
 SPAN = 128  # decode attends the cache's first multiple of SPAN slots that holds every live row
 
 
+def round_up(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple
+
+
 def bucket(n: int, minimum: int = 64) -> int:
     """Length bucket: powers of two from `minimum` up to 1024, then multiples of 512."""
     if n <= 1024:
         return max(minimum, 1 << max(n - 1, 0).bit_length())
-    return -(-n // 512) * 512
+    return round_up(n, 512)
 
 
 def pow2(n: int) -> int:
@@ -85,7 +89,7 @@ class Engine:
         self.config = model.config
         self.dtype = model.compute_dtype
         self.tokenizer, self.mesh, self.chunk, self.progress = tokenizer, mesh, chunk, progress
-        self.max_batch = -(-max_batch // self._rows()) * self._rows()
+        self.max_batch = round_up(max_batch, self._rows())
         if mesh is not None:
             weights = jax.device_put(weights, state_shardings(weights, mesh, SAMPLE_RULES))
         self.weights = weights
@@ -143,7 +147,7 @@ class Engine:
                 f"{self.config.max_position_embeddings}; lower max_tokens or shorten the prompt"
             )
         total = sum(r.params.n for r in requests)
-        B = min(self.max_batch, -(-pow2(total) // self._rows()) * self._rows())
+        B = min(self.max_batch, round_up(pow2(total), self._rows()))
         size = bucket(need)
         E = pow2(max(4, max(len(r.stop_ids) for r in requests)))
         slots = self._init_slots(B, size, E)
@@ -208,7 +212,7 @@ class Engine:
         """Cache slots the next decode call attends: every live row's prompt and tokens so
         far plus the chunk's new ones, rounded up to a multiple of SPAN."""
         end = max(len(requests[x.request].prompt_ids) + len(x.token_ids) for x in live.values())
-        return min(size, -(-(end + self.chunk) // SPAN) * SPAN)
+        return min(size, round_up(end + self.chunk, SPAN))
 
     def _finish(self, smp: Sample, req: Request, device_done: bool) -> bool:
         """Applies stop strings and, when the sample is over, sets its reason and text."""
@@ -235,7 +239,7 @@ class Engine:
             uniq.setdefault(tuple(requests[smp.request].prompt_ids), len(uniq))
         # the rows inserted are always the B slots (unused ones dropped): only the count of
         # distinct prompts and their length bucket select an insert program
-        U, M = min(pow2(len(uniq)), B), B
+        U = min(pow2(len(uniq)), B)
         L = bucket(max(len(k) for k in uniq) - 1)
         ids_UL = np.zeros((U, L), np.int32)
         ctx_U = np.zeros((U,), np.int32)
@@ -247,12 +251,12 @@ class Engine:
         cols = {
             k: [] for k in ("src", "slot", "t", "k", "p", "mp", "mn", "mx", "seed", "req", "idx")
         }
-        stop_ME = np.full((M, E), -1, np.int32)
-        for m in range(M):
+        stop_BE = np.full((B, E), -1, np.int32)
+        for m in range(B):
             slot, smp = placed[m] if m < len(placed) else (B, placed[0][1])
             req = requests[smp.request]
             p = req.params
-            stop_ME[m, : len(req.stop_ids)] = req.stop_ids
+            stop_BE[m, : len(req.stop_ids)] = req.stop_ids
             for key, v in zip(
                 cols,
                 (
@@ -278,7 +282,7 @@ class Engine:
             rows=RowSampling(f32(cols["t"]), i32(cols["k"]), f32(cols["p"]), f32(cols["mp"])),
             min_tokens_M=i32(cols["mn"]),
             max_tokens_M=i32(cols["mx"]),
-            stop_ME=stop_ME,
+            stop_ME=stop_BE,
             seed_M=np.asarray(cols["seed"], np.uint32),
             request_M=np.asarray(cols["req"], np.uint32),
             index_M=np.asarray(cols["idx"], np.uint32),

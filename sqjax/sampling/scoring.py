@@ -17,7 +17,7 @@ import numpy as np
 from flax import nnx
 from jax.sharding import Mesh
 
-from sqjax.sampling.engine import bucket, pow2
+from sqjax.sampling.engine import bucket, pow2, round_up
 from sqjax.sharding import BATCH, SAMPLE_RULES, batch_sharding, state_shardings
 
 TRACES: collections.Counter = collections.Counter()
@@ -82,7 +82,7 @@ class Batcher:
         out: list[np.ndarray | None] = [None] * len(sequences)
         for start in range(0, len(order), self.batch_size):
             idx = order[start : start + self.batch_size]
-            B = -(-pow2(len(idx)) // self.rows) * self.rows
+            B = round_up(pow2(len(idx)), self.rows)
             L = bucket(max(len(sequences[i]) for i in idx))
             ids_BL = np.zeros((B, L), np.int32)
             mask_BL = np.zeros((B, L), np.int32)
