@@ -4,6 +4,8 @@ Tiny random HF models (tests/helpers_hf.py) are the reference. Programs are cach
 so tests share the same slot count, cache length and chunk size where they can.
 """
 
+import collections
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -15,6 +17,7 @@ from helpers_hf import hf_model, sqjax_twin
 from sqjax.errors import SqjaxError
 from sqjax.sampling import steps
 from sqjax.sampling.api import SamplingParams, generate
+from sqjax.sampling.engine import Engine
 from sqjax.sharding import make_mesh
 
 LENGTHS = (3, 40, 150, 9, 77)
@@ -160,6 +163,20 @@ def test_refills_of_any_size_share_one_insert_program(llama):
     assert steps.TRACES["insert"] - before <= 1  # the program depends on no refill size
 
 
+def test_each_program_compiles_once_per_run(llama):
+    # the loaded weights sit on a one-device mesh: slots made fresh and slots returned by a
+    # program must look alike, or the first insert and decode of each shape compile twice
+    prompts = prompts_of((300, 290, 310), seed=6)  # a prompt bucket no other test uses
+    params = SamplingParams(temperature=0, max_tokens=5, ignore_eos=True)
+    before = collections.Counter(steps.TRACES)
+    stats = {}
+    generate(llama, None, prompts, params, max_batch=1, progress=False, engine_stats=stats)
+    assert stats["inserts"] == 3
+    assert steps.TRACES["insert"] - before["insert"] == 1
+    # the span 384 in the 512-slot cache, then the drain's cache of exactly 384 slots
+    assert steps.TRACES["decode"] - before["decode"] == 2
+
+
 def test_eos_and_min_tokens(llama):
     prompts = prompts_of((5, 30, 12))  # the shapes of the test above: no new compile
 
@@ -176,13 +193,40 @@ def test_eos_and_min_tokens(llama):
     assert eos not in late.token_ids[: at + 2] and late.token_ids[:at] == free[:at]
 
 
+def test_drain_moves_rows_without_changing_samples(llama, monkeypatch):
+    # samples of very different lengths: once none waits, the live rows move to fewer slots
+    prompts = prompts_of((5, 30, 12, 7), seed=5)
+    params = [
+        SamplingParams(n=4, temperature=1.0, top_p=0.9, max_tokens=m, ignore_eos=True,
+                       seed=3, logprobs=0)
+        for m in (40, 3, 150, 9)
+    ]
+    stats = {}
+    moved = generate(llama, None, prompts, params, max_batch=16, progress=False,
+                     engine_stats=stats)
+    assert stats["batch"] == 16 and stats["smallest_batch"] == 4  # the 4 longest samples
+    assert stats["drain_resizes"] >= 3
+    monkeypatch.setattr(Engine, "_drain", lambda self, slots, live, *rest: (slots, live))
+    kept = generate(llama, None, prompts, params, max_batch=16, progress=False)
+    for a, b in zip(moved, kept):
+        assert [o.token_ids for o in a.outputs] == [o.token_ids for o in b.outputs]
+        for x, y in zip(a.outputs, b.outputs):
+            np.testing.assert_allclose(x.logprobs, y.logprobs, atol=1e-5)
+    assert [len(c.outputs[0].token_ids) for c in moved] == [40, 3, 150, 9]
+
+
 @pytest.mark.slow
 def test_sharded_greedy_equals_single_device(llama):
     prompts = prompts_of(LENGTHS, seed=9)
-    params = SamplingParams(temperature=0, max_tokens=8, ignore_eos=True)
+    # one long sample: the drain moves it to 4 rows (the mesh's data axis) under the mesh too
+    params = [SamplingParams(temperature=0, max_tokens=m, ignore_eos=True)
+              for m in (8, 8, 40, 8, 8)]
     one = generate(llama, None, prompts, params, max_batch=8, progress=False)
     mesh = make_mesh(data=4, fsdp=1, tensor=2)
-    eight = generate(llama, None, prompts, params, mesh=mesh, max_batch=8, progress=False)
+    stats = {}
+    eight = generate(llama, None, prompts, params, mesh=mesh, max_batch=8, progress=False,
+                     engine_stats=stats)
+    assert stats["smallest_batch"] == 4
     assert [c.outputs[0].token_ids for c in one] == [c.outputs[0].token_ids for c in eight]
 
 

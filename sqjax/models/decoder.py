@@ -59,7 +59,11 @@ class Attention(nnx.Module):
             mask_BLS = attention_mask(pos_BL, cache_pos_BS, self.window)
             new_cache = LayerCache(k_BKHS, v_BKSH)
         out_BLNH = _gqa(q_BLNH, k_BKHS.astype(x_BLD.dtype), v_BKSH.astype(x_BLD.dtype), mask_BLS)
-        out_BLD = jnp.einsum("BLNH,NHD->BLD", out_BLNH, self.o[...].astype(x_BLD.dtype))
+        # one [N * H, D] matrix: contracting (N, H) as two axes made XLA CPU transpose the
+        # weight at every call (~2% of a decode step)
+        B, L, N, H = out_BLNH.shape
+        o_MD = self.o[...].astype(x_BLD.dtype).reshape(N * H, -1)
+        out_BLD = jnp.einsum("BLM,MD->BLD", out_BLNH.reshape(B, L, N * H), o_MD)
         if self.cfg.o_bias:
             out_BLD = out_BLD + self.o_bias[...].astype(x_BLD.dtype)
         return out_BLD, new_cache

@@ -5,7 +5,9 @@ slots through `insert` (each distinct prompt among them is prefilled once; its n
 the cache row); `decode` then runs a chunk of steps for all live rows in one device call, and
 the host collects the new tokens, applies stop strings and frees finished slots.
 Prompt lengths, cache lengths and the number of distinct prompts inserted are bucketed so few
-programs compile; an insert always writes all B rows (unused ones dropped).
+programs compile; an insert always writes all B rows (unused ones dropped). Once no request
+waits, the drain moves the live rows into a smaller batch (powers of two, down to 1/8 of the
+slots) whose cache holds just the slots they attend.
 """
 
 from __future__ import annotations
@@ -86,6 +88,9 @@ class Engine:
         progress: bool = False,
     ):
         self.graphdef, weights = nnx.split(model)
+        # weights loaded onto a mesh (load_model uses a one-device mesh): the slots go on the
+        # same mesh, or each program would compile twice (fresh slots vs. its own outputs)
+        mesh = mesh or _mesh_of(weights)
         self.config = model.config
         self.dtype = model.compute_dtype
         self.tokenizer, self.mesh, self.chunk, self.progress = tokenizer, mesh, chunk, progress
@@ -151,13 +156,20 @@ class Engine:
         size = bucket(need)
         E = pow2(max(4, max(len(r.stop_ids) for r in requests)))
         slots = self._init_slots(B, size, E)
-        decode_fn, insert_fn = self._programs(slots)
+        _, insert_fn = self._programs(slots)
         logprobs = any(r.params.logprobs is not None for r in requests)
         pending = deque(Sample(i, j) for i, r in enumerate(requests) for j in range(r.params.n))
         out = [[None] * r.params.n for r in requests]
         live: dict[int, Sample] = {}
         free = list(range(B))
-        counts = {"generated_tokens": 0, "prefill_tokens": 0, "decode_calls": 0, "inserts": 0}
+        counts = {
+            "generated_tokens": 0,
+            "prefill_tokens": 0,
+            "decode_calls": 0,
+            "inserts": 0,
+            "drain_resizes": 0,
+            "smallest_batch": B,
+        }
         bar = Progress(total, "generate", unit="sample") if self.progress else None
         while pending or live:
             finished: list[int] = []
@@ -166,8 +178,11 @@ class Engine:
                 placed = [(free.pop(0), smp) for smp in take]
                 slots = self._insert(insert_fn, slots, placed, requests, counts, B)
                 live.update(placed)
+            if live and not pending:
+                slots, live = self._drain(slots, live, requests, size, counts)
             if live:
-                kill_B = np.array([b not in live for b in range(B)])
+                decode_fn, _ = self._programs(slots)
+                kill_B = np.array([b not in live for b in range(slots.token_B.shape[0])])
                 span = self._span(live, requests, size)
                 slots, tok_BT, lp_BT = decode_fn(
                     self.graphdef,
@@ -213,6 +228,26 @@ class Engine:
         far plus the chunk's new ones, rounded up to a multiple of SPAN."""
         end = max(len(requests[x.request].prompt_ids) + len(x.token_ids) for x in live.values())
         return min(size, round_up(end + self.chunk, SPAN))
+
+    def _drain(self, slots, live, requests, size, counts):
+        """Once no request waits, moves the live rows into the smallest batch that holds them
+        (a power of two, at least 1/8 of the slots) with a cache of exactly the span they
+        attend: the last long samples stop paying for idle rows and unread slots.
+        Returns the slots and the live samples by their new rows."""
+        B, C = slots.token_B.shape[0], slots.cache.size
+        floor = max(self._rows(), self.max_batch // 8)
+        R = min(B, max(floor, round_up(pow2(len(live)), self._rows())))
+        span = self._span(live, requests, size)
+        if R == B and span == C:
+            return slots, live
+        order = sorted(live)
+        rows_R = np.array(order + order[:1] * (R - len(order)), np.int32)  # extra rows: killed
+        slots = _resize(slots, rows_R, size=span)
+        if self.mesh is not None:
+            slots = jax.device_put(slots, self._slot_shardings(slots))
+        counts["drain_resizes"] += 1
+        counts["smallest_batch"] = min(counts["smallest_batch"], R)
+        return slots, {r: live[b] for r, b in enumerate(order)}
 
     def _finish(self, smp: Sample, req: Request, device_done: bool) -> bool:
         """Applies stop strings and, when the sample is over, sets its reason and text."""
@@ -291,6 +326,16 @@ class Engine:
         counts["inserts"] += 1
         counts["prefill_tokens"] += int(sum(ctx_U[: len(uniq)]))
         return slots
+
+
+def _mesh_of(tree) -> Mesh | None:
+    for leaf in jax.tree.leaves(tree):
+        if isinstance(getattr(leaf, "sharding", None), NamedSharding):
+            return leaf.sharding.mesh
+    return None
+
+
+_resize = jax.jit(S.resize, static_argnames=("size",))
 
 
 @functools.cache

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from sqjax.models.cache import SLOT_AXIS, Cache, LayerCache
+from sqjax.models.cache import SLOT_AXIS, Cache, LayerCache, write_rows
 from sqjax.sampling.filters import RowSampling, sample, token_logprobs
 
 TRACES: collections.Counter = collections.Counter()
@@ -112,9 +112,11 @@ def decode(
     def cond(carry):
         return (carry[0] < steps) & jnp.any(~carry[1].done_B)
 
+    start_B = slots.pos_B
     init = (0, slots, jnp.full((B, steps), -1, jnp.int32), jnp.zeros((B, steps), jnp.float32))
     _, slots, tokens_BT, logprobs_BT = jax.lax.while_loop(cond, body, init)
-    return slots._replace(cache=_put_first_slots(full, slots.cache)), tokens_BT, logprobs_BT
+    cache = _put_new_slots(full, slots.cache, start_B, steps)
+    return slots._replace(cache=cache), tokens_BT, logprobs_BT
 
 
 def _first_slots(cache: Cache, span: int) -> Cache:
@@ -128,16 +130,46 @@ def _first_slots(cache: Cache, span: int) -> Cache:
     return Cache(layers=layers, pos_BS=cache.pos_BS[:, :span])
 
 
-def _put_first_slots(cache: Cache, first: Cache) -> Cache:
-    """`cache` with its first slots replaced by `first` (in place when cache is donated)."""
+def _put_new_slots(cache: Cache, first: Cache, start_B, steps: int) -> Cache:
+    """`cache` updated with what a decode call wrote into its first slots: `steps` slots from
+    each row's start (live rows stay inside `first`; the others' windows are clamped, which
+    only rewrites a slot with its own content), in place when cache is donated."""
     if first.size >= cache.size:
         return first
-    put = jax.lax.dynamic_update_slice_in_dim
+    start_B = jnp.clip(start_B, 0, first.size - steps)
+
+    def window(a, axis):
+        return jax.vmap(lambda row, s: jax.lax.dynamic_slice_in_dim(row, s, steps, axis - 1))(
+            a, start_B
+        )
+
     layers = tuple(
-        LayerCache(*(put(a, b, 0, ax) for a, b, ax in zip(old, new, SLOT_AXIS)))
+        LayerCache(
+            *(write_rows(a, window(b, ax), start_B, ax) for a, b, ax in zip(old, new, SLOT_AXIS))
+        )
         for old, new in zip(cache.layers, first.layers)
     )
     return Cache(layers=layers, pos_BS=cache.pos_BS.at[:, : first.size].set(first.pos_BS))
+
+
+def resize(slots: Slots, rows_R, *, size: int) -> Slots:
+    """The slots of rows rows_R, in that order, with the cache cut or padded (empty slots) to
+    `size` slots: the smaller batch the drain decodes once no request waits."""
+    TRACES["resize"] += 1
+
+    def fit(a, axis, fill):
+        a = a[rows_R]
+        if size <= a.shape[axis]:
+            return jax.lax.slice_in_dim(a, 0, size, axis=axis)
+        pad = [(0, 0)] * a.ndim
+        pad[axis] = (0, size - a.shape[axis])
+        return jnp.pad(a, pad, constant_values=fill)
+
+    layers = tuple(
+        LayerCache(*(fit(a, ax, 0) for a, ax in zip(kv, SLOT_AXIS))) for kv in slots.cache.layers
+    )
+    rest = jax.tree.map(lambda a: a[rows_R], slots._replace(cache=None))
+    return rest._replace(cache=Cache(layers=layers, pos_BS=fit(slots.cache.pos_BS, 1, -1)))
 
 
 class NewRows(NamedTuple):
