@@ -150,17 +150,23 @@ def test_new_temperature_does_not_recompile(llama):
     assert sum(steps.TRACES.values()) == before and stats["compiles"] == 0
 
 
-def test_refills_of_any_size_share_one_insert_program(llama):
-    # one prompt, rows finishing at scattered steps: refills of 1..8 rows, one distinct prompt
+def test_a_prompt_is_prefilled_once_for_all_its_samples(llama):
+    # one prompt, rows finishing at scattered steps: every refill copies the prompt's cache
+    # from a slot that holds it (a sibling's, live or finished) instead of prefilling again
     prompt = prompts_of((30,), seed=4)[0]
     limits = (2, 33, 17, 5, 30, 9, 25, 12, 3, 28, 20, 7, 31, 14)
     params = [SamplingParams(temperature=0, max_tokens=m, ignore_eos=True) for m in limits]
-    before, stats = steps.TRACES["insert"], {}
+    before, stats = collections.Counter(steps.TRACES), {}
     out = generate(llama, None, [prompt] * len(limits), params, max_batch=8, progress=False,
                    engine_stats=stats)
-    assert [len(c.outputs[0].token_ids) for c in out] == list(limits)
-    assert stats["inserts"] >= 3
-    assert steps.TRACES["insert"] - before <= 1  # the program depends on no refill size
+    assert stats["inserts"] == 1 and stats["prefill_tokens"] == 29
+    assert stats["clones"] == len(limits) - 8
+    tokens = [c.outputs[0].token_ids for c in out]
+    assert [len(t) for t in tokens] == list(limits)
+    longest = max(tokens, key=len)  # greedy: copied rows continue exactly like prefilled ones
+    assert all(t == longest[: len(t)] for t in tokens)
+    assert steps.TRACES["insert"] - before["insert"] <= 1
+    assert steps.TRACES["clone"] - before["clone"] <= 2  # 4 or 8 rows copied
 
 
 def test_each_program_compiles_once_per_run(llama):

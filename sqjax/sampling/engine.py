@@ -12,6 +12,7 @@ slots) whose cache holds just the slots they attend.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import time
@@ -156,7 +157,8 @@ class Engine:
         size = bucket(need)
         E = pow2(max(4, max(len(r.stop_ids) for r in requests)))
         slots = self._init_slots(B, size, E)
-        _, insert_fn = self._programs(slots)
+        programs = self._programs(slots)
+        held: list[tuple[int, ...] | None] = [None] * B  # the prompt in each slot's cache
         logprobs = any(r.params.logprobs is not None for r in requests)
         pending = deque(Sample(i, j) for i, r in enumerate(requests) for j in range(r.params.n))
         out = [[None] * r.params.n for r in requests]
@@ -167,21 +169,31 @@ class Engine:
             "prefill_tokens": 0,
             "decode_calls": 0,
             "inserts": 0,
+            "clones": 0,
             "drain_resizes": 0,
             "smallest_batch": B,
+            "refill_seconds": 0.0,  # wall time of each phase (compiles included)
+            "drain_seconds": 0.0,
+            "decode_seconds": 0.0,
         }
+        clock = _Clock(counts)
         bar = Progress(total, "generate", unit="sample") if self.progress else None
         while pending or live:
             finished: list[int] = []
             if free and pending:
                 take = [pending.popleft() for _ in range(min(len(free), len(pending)))]
                 placed = [(free.pop(0), smp) for smp in take]
-                slots = self._insert(insert_fn, slots, placed, requests, counts, B)
+                with clock("refill_seconds"):
+                    slots = self._refill(programs, slots, placed, requests, counts, held)
+                    jax.block_until_ready(slots.token_B)
                 live.update(placed)
             if live and not pending:
-                slots, live = self._drain(slots, live, requests, size, counts)
+                with clock("drain_seconds"):
+                    slots, live = self._drain(slots, live, requests, size, counts)
+                    jax.block_until_ready(slots.token_B)
             if live:
-                decode_fn, _ = self._programs(slots)
+                clock.start("decode_seconds")
+                decode_fn = self._programs(slots)[0]
                 kill_B = np.array([b not in live for b in range(slots.token_B.shape[0])])
                 span = self._span(live, requests, size)
                 slots, tok_BT, lp_BT = decode_fn(
@@ -195,6 +207,7 @@ class Engine:
                 )
                 counts["decode_calls"] += 1
                 tok_BT, lp_BT, done_B = jax.device_get((tok_BT, lp_BT, slots.done_B))
+                clock.stop()
                 for slot, smp in live.items():
                     new = tok_BT[slot][tok_BT[slot] >= 0]
                     smp.token_ids.extend(int(t) for t in new)
@@ -267,6 +280,38 @@ class Engine:
         smp.text = detok(self.tokenizer, ids[:-1] if by_id else ids)
         return True
 
+    def _refill(self, programs, slots, placed, requests, counts, held):
+        """Starts the samples of `placed` (slot, sample) pairs. A sample whose prompt a slot's
+        cache already holds (a sibling sample's, live or finished) copies it; the other
+        prompts are prefilled, each once. held[slot] is the prompt in each slot's cache."""
+        _, insert_fn, clone_fn = programs
+        holder: dict[tuple[int, ...], int] = {}
+        for slot, key in enumerate(held):
+            if key is not None:
+                holder.setdefault(key, slot)
+        keys = [tuple(requests[smp.request].prompt_ids) for _, smp in placed]
+        copies = [(pl, holder[k]) for pl, k in zip(placed, keys) if k in holder]
+        fresh = [pl for pl, k in zip(placed, keys) if k not in holder]
+        B = len(held)
+        if copies:  # before the inserts: a source slot may be refilled below
+            M = min(B, max(4, pow2(len(copies))))  # few programs; a row copy is cheap
+            rows = [pl for pl, _ in copies]
+            E = slots.limits.stop_BE.shape[1]
+            new = self._new_rows(rows, [src for _, src in copies], requests, B, M, E)
+            ctx = [len(requests[smp.request].prompt_ids) - 1 for _, smp in rows]
+            ctx_M = np.zeros((M,), np.int32)
+            last_M = np.zeros((M,), np.int32)
+            ctx_M[: len(ctx)] = ctx
+            last_M[: len(ctx)] = [requests[smp.request].prompt_ids[-1] for _, smp in rows]
+            length = min(slots.cache.size, bucket(max(ctx)))
+            slots = clone_fn(slots, ctx_M, last_M, new, length=length)
+            counts["clones"] += len(copies)
+        if fresh:
+            slots = self._insert(insert_fn, slots, fresh, requests, counts, B)
+        for (slot, _), key in zip(placed, keys):
+            held[slot] = key
+        return slots
+
     def _insert(self, insert_fn, slots, placed, requests, counts, B):
         """Prefills the prompts of `placed` (slot, sample) pairs into their slots."""
         uniq: dict[tuple[int, ...], int] = {}
@@ -282,50 +327,61 @@ class Engine:
         for key, u in uniq.items():
             ids_UL[u, : len(key) - 1] = key[:-1]
             ctx_U[u], last_U[u] = len(key) - 1, key[-1]
-        E = slots.limits.stop_BE.shape[1]
-        cols = {
-            k: [] for k in ("src", "slot", "t", "k", "p", "mp", "mn", "mx", "seed", "req", "idx")
-        }
-        stop_BE = np.full((B, E), -1, np.int32)
-        for m in range(B):
-            slot, smp = placed[m] if m < len(placed) else (B, placed[0][1])
+        src = [uniq[tuple(requests[smp.request].prompt_ids)] for _, smp in placed]
+        new = self._new_rows(placed, src, requests, B, B, slots.limits.stop_BE.shape[1])
+        slots = insert_fn(self.graphdef, self.weights, slots, ids_UL, ctx_U, last_U, new)
+        counts["inserts"] += 1
+        counts["prefill_tokens"] += int(sum(ctx_U[: len(uniq)]))
+        return slots
+
+    @staticmethod
+    def _new_rows(placed, src, requests, B: int, M: int, E: int) -> S.NewRows:
+        """M rows for `placed` (slot, sample) pairs copying src, with E stop-id columns; rows
+        past them go to slot B (dropped)."""
+        stop_ME = np.full((M, E), -1, np.int32)
+        cols = {k: [] for k in ("src", "slot", "t", "k", "p", "mp", "mn", "mx", "seed", "req", "idx")}
+        for m in range(M):
+            (slot, smp), s = (placed[m], src[m]) if m < len(placed) else ((B, placed[0][1]), src[0])
             req = requests[smp.request]
             p = req.params
-            stop_BE[m, : len(req.stop_ids)] = req.stop_ids
-            for key, v in zip(
-                cols,
-                (
-                    uniq[tuple(req.prompt_ids)],
-                    slot,
-                    p.temperature,
-                    p.top_k,
-                    p.top_p,
-                    p.min_p,
-                    p.min_tokens,
-                    p.max_tokens,
-                    req.seed % 2**32,
-                    smp.request,
-                    smp.index,
-                ),
-            ):
+            stop_ME[m, : len(req.stop_ids)] = req.stop_ids
+            values = (s, slot, p.temperature, p.top_k, p.top_p, p.min_p, p.min_tokens,
+                      p.max_tokens, req.seed % 2**32, smp.request, smp.index)
+            for key, v in zip(cols, values):
                 cols[key].append(v)
         i32 = functools.partial(np.asarray, dtype=np.int32)
         f32 = functools.partial(np.asarray, dtype=np.float32)
-        new = S.NewRows(
+        u32 = functools.partial(np.asarray, dtype=np.uint32)
+        return S.NewRows(
             src_M=i32(cols["src"]),
             slot_M=i32(cols["slot"]),
             rows=RowSampling(f32(cols["t"]), i32(cols["k"]), f32(cols["p"]), f32(cols["mp"])),
             min_tokens_M=i32(cols["mn"]),
             max_tokens_M=i32(cols["mx"]),
-            stop_ME=stop_BE,
-            seed_M=np.asarray(cols["seed"], np.uint32),
-            request_M=np.asarray(cols["req"], np.uint32),
-            index_M=np.asarray(cols["idx"], np.uint32),
+            stop_ME=stop_ME,
+            seed_M=u32(cols["seed"]),
+            request_M=u32(cols["req"]),
+            index_M=u32(cols["idx"]),
         )
-        slots = insert_fn(self.graphdef, self.weights, slots, ids_UL, ctx_U, last_U, new)
-        counts["inserts"] += 1
-        counts["prefill_tokens"] += int(sum(ctx_U[: len(uniq)]))
-        return slots
+
+
+class _Clock:
+    """Adds the wall time of phases to counters: `with clock(key):` or start(key)/stop()."""
+
+    def __init__(self, counts: dict):
+        self.counts, self.key, self.t = counts, None, 0.0
+
+    def start(self, key: str) -> None:
+        self.key, self.t = key, time.perf_counter()
+
+    def stop(self) -> None:
+        self.counts[self.key] += time.perf_counter() - self.t
+
+    @contextlib.contextmanager
+    def __call__(self, key: str):
+        self.start(key)
+        yield
+        self.stop()
 
 
 def _mesh_of(tree) -> Mesh | None:
@@ -351,7 +407,8 @@ def _jitted_cached(mesh, shard_leaves, treedef):
     )
     kw = {} if shard is None else {"out_shardings": shard}
     insert_fn = jax.jit(S.insert, static_argnums=(0,), donate_argnums=(2,), **kw)
-    return decode_fn, insert_fn
+    clone_fn = jax.jit(S.clone, static_argnames=("length",), donate_argnums=(0,), **kw)
+    return decode_fn, insert_fn, clone_fn
 
 
 def _jitted(mesh, shard):

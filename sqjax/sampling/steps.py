@@ -214,6 +214,33 @@ def insert(graphdef, weights, slots: Slots, ids_UL, ctx_U, last_U, new: NewRows)
     )
     pos_MS = jnp.pad(pos_UL[src_M], ((0, 0), (0, S - L)), constant_values=-1)
     cache = Cache(layers=layers, pos_BS=slots.cache.pos_BS.at[slot_M].set(pos_MS, mode="drop"))
+    return _start_rows(slots, cache, last_U[src_M], ctx_U[src_M], new)
+
+
+def clone(slots: Slots, ctx_M, last_M, new: NewRows, *, length: int) -> Slots:
+    """Starts new rows from prompts already in the cache: row slot_M copies the first ctx_M
+    slots of row src_M (a slot index here), which holds the same prompt (the first `length`
+    slots are copied; the positions past ctx_M are marked empty). No model call: a prompt's
+    later samples reuse its one prefill."""
+    TRACES["clone"] += 1
+    src_M, slot_M = new.src_M, new.slot_M
+
+    def copy(a, axis):
+        head = (src_M,) + (slice(None),) * (axis - 1) + (slice(None, length),)
+        return _put_slots(a, a[head], slot_M, axis)
+
+    layers = tuple(
+        LayerCache(*(copy(a, ax) for a, ax in zip(kv, SLOT_AXIS))) for kv in slots.cache.layers
+    )
+    S = slots.cache.size
+    pos_MS = jnp.where(jnp.arange(S) < ctx_M[:, None], jnp.arange(S), -1)
+    cache = Cache(layers=layers, pos_BS=slots.cache.pos_BS.at[slot_M].set(pos_MS, mode="drop"))
+    return _start_rows(slots, cache, last_M, ctx_M, new)
+
+
+def _start_rows(slots: Slots, cache: Cache, token_M, pos_M, new: NewRows) -> Slots:
+    """Slots whose rows slot_M start a sample: next input token_M at position pos_M."""
+    slot_M = new.slot_M
     key_M2 = jax.vmap(sample_key)(new.seed_M, new.request_M, new.index_M)
     limits = Limits(new.min_tokens_M, new.max_tokens_M, new.stop_ME, key_M2)
 
@@ -222,10 +249,10 @@ def insert(graphdef, weights, slots: Slots, ids_UL, ctx_U, last_U, new: NewRows)
 
     return Slots(
         cache=cache,
-        token_B=put(slots.token_B, last_U[src_M]),
-        pos_B=put(slots.pos_B, ctx_U[src_M]),
-        count_B=put(slots.count_B, jnp.zeros_like(src_M)),
-        done_B=put(slots.done_B, jnp.zeros(src_M.shape, bool)),
+        token_B=put(slots.token_B, token_M),
+        pos_B=put(slots.pos_B, pos_M),
+        count_B=put(slots.count_B, jnp.zeros_like(slot_M)),
+        done_B=put(slots.done_B, jnp.zeros(slot_M.shape, bool)),
         rows=RowSampling(*(put(o, n) for o, n in zip(slots.rows, new.rows))),
         limits=Limits(*(put(o, n) for o, n in zip(slots.limits, limits))),
     )
