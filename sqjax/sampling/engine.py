@@ -2,7 +2,8 @@
 
 A fixed number of slots (batch rows) share a cache of fixed length. Waiting samples fill free
 slots through `insert` (each distinct prompt among them is prefilled once; its n samples copy
-the cache row); `decode` then runs a chunk of steps for all live rows in one device call, and
+the cache row) or, when a slot already holds their prompt, through `clone` (a copy, no
+prefill); `decode` then runs a chunk of steps for all live rows in one device call, and
 the host collects the new tokens, applies stop strings and frees finished slots.
 Prompt lengths, cache lengths and the number of distinct prompts inserted are bucketed so few
 programs compile; an insert always writes all B rows (unused ones dropped). Once no request
@@ -283,7 +284,12 @@ class Engine:
     def _refill(self, programs, slots, placed, requests, counts, held):
         """Starts the samples of `placed` (slot, sample) pairs. A sample whose prompt a slot's
         cache already holds (a sibling sample's, live or finished) copies it; the other
-        prompts are prefilled, each once. held[slot] is the prompt in each slot's cache."""
+        prompts are prefilled, each once. held[slot] is the prompt in each slot's cache.
+
+        A held prompt's slots are intact: a row writes only past its prompt, and while
+        samples wait no row stays dead through a decode call (free slots are refilled at
+        once), so none is clamped into its prompt's slots by a span shorter than the prompt.
+        """
         _, insert_fn, clone_fn = programs
         holder: dict[tuple[int, ...], int] = {}
         for slot, key in enumerate(held):
@@ -339,7 +345,8 @@ class Engine:
         """M rows for `placed` (slot, sample) pairs copying src, with E stop-id columns; rows
         past them go to slot B (dropped)."""
         stop_ME = np.full((M, E), -1, np.int32)
-        cols = {k: [] for k in ("src", "slot", "t", "k", "p", "mp", "mn", "mx", "seed", "req", "idx")}
+        names = ("src", "slot", "t", "k", "p", "mp", "mn", "mx", "seed", "req", "idx")
+        cols = {k: [] for k in names}
         for m in range(M):
             (slot, smp), s = (placed[m], src[m]) if m < len(placed) else ((B, placed[0][1]), src[0])
             req = requests[smp.request]

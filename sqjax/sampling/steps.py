@@ -173,8 +173,9 @@ def resize(slots: Slots, rows_R, *, size: int) -> Slots:
 
 
 class NewRows(NamedTuple):
-    """Rows to insert: which prompt each copies (src_M), which slot it fills (slot_M; the
-    slot count B drops the row), its sampling parameters and limits, and its key parts."""
+    """Rows to start: which prompt each copies (src_M: a prefilled prompt for `insert`, a
+    slot for `clone`), which slot it fills (slot_M; the slot count B drops the row), its
+    sampling parameters and limits, and its key parts."""
 
     src_M: jax.Array
     slot_M: jax.Array
