@@ -178,9 +178,10 @@ def test_each_program_compiles_once_per_run(llama):
     stats = {}
     generate(llama, None, prompts, params, max_batch=1, progress=False, engine_stats=stats)
     assert stats["inserts"] == 3
-    assert steps.TRACES["insert"] - before["insert"] == 1
+    # at most once (not at all if an earlier test compiled these shapes); twice before
+    assert steps.TRACES["insert"] - before["insert"] <= 1
     # the span 384 in the 512-slot cache, then the drain's cache of exactly 384 slots
-    assert steps.TRACES["decode"] - before["decode"] == 2
+    assert steps.TRACES["decode"] - before["decode"] <= 2
 
 
 def test_eos_and_min_tokens(llama):
