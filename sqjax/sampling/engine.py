@@ -190,11 +190,13 @@ class Engine:
                 live.update(placed)
             if live and not pending:
                 with clock("drain_seconds"):
-                    slots, live = self._drain(slots, live, requests, size, counts)
-                    jax.block_until_ready(slots.token_B)
+                    shrunk, live = self._drain(slots, live, requests, size, counts)
+                    jax.block_until_ready(shrunk.token_B)
+                if shrunk is not slots:  # new shapes: their programs (once per resize)
+                    slots, programs = shrunk, self._programs(shrunk)
             if live:
                 clock.start("decode_seconds")
-                decode_fn = self._programs(slots)[0]
+                decode_fn = programs[0]
                 kill_B = np.array([b not in live for b in range(slots.token_B.shape[0])])
                 span = self._span(live, requests, size)
                 slots, tok_BT, lp_BT = decode_fn(
