@@ -21,7 +21,7 @@ _PUBLIC = {
     "SqjaxError": "sqjax.errors",
 }
 
-__all__ = sorted(_PUBLIC)
+__all__ = tuple(sorted(_PUBLIC))
 
 
 def __getattr__(name: str):

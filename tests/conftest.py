@@ -8,12 +8,12 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-import jax  # noqa: E402
+import jax
 
 jax.config.update("jax_default_matmul_precision", "highest")
 
 # Identical programs (the same tiny model built by several test files, the real SmolLM2 in
 # several slow tests) compile once per machine, not once per test.
-from sqjax import compile_cache  # noqa: E402
+from sqjax import compile_cache
 
 compile_cache.enable(os.path.join(os.path.expanduser("~"), ".cache", "sqjax", "xla-tests"))

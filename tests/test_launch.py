@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def dry(script: str, *args: str) -> tuple[int, list[str], str]:
     proc = subprocess.run(
-        ["bash", str(ROOT / "launch" / script), "--dry-run", *args], capture_output=True, text=True, cwd=ROOT
+        ["bash", str(ROOT / "launch" / script), "--dry-run", *args], capture_output=True, text=True, cwd=ROOT, check=False
     )
     return proc.returncode, proc.stdout.splitlines(), proc.stderr
 
@@ -42,9 +42,11 @@ def test_tpu_install_and_stage_run_on_every_worker():
     )
     assert rc == 0
     assert out == [
-        "gcloud compute tpus tpu-vm ssh sq --zone=z --worker=all --command='cd sqjax && .venv/bin/sqjax stage "
-        "gen-questions --config configs/paper/scalequest.yaml --out gs://bucket/run 2>&1 | tee -a "
-        "$HOME/sqjax-$(hostname).log'"
+        (
+            "gcloud compute tpus tpu-vm ssh sq --zone=z --worker=all --command='cd sqjax && .venv/bin/sqjax stage "
+            "gen-questions --config configs/paper/scalequest.yaml --out gs://bucket/run 2>&1 | tee -a "
+            "$HOME/sqjax-$(hostname).log'"
+        )
     ]
 
 

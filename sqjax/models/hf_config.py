@@ -81,16 +81,16 @@ def from_hf_config(hf: dict[str, Any], source: str = "config.json", **overrides:
     try:
         num_heads = int(hf["num_attention_heads"])
         hidden = int(hf["hidden_size"])
-        kw = dict(
-            family=family,
-            vocab_size=int(hf["vocab_size"]),
-            hidden_size=hidden,
-            intermediate_size=int(hf["intermediate_size"]),
-            num_layers=int(hf["num_hidden_layers"]),
-            num_heads=num_heads,
-            num_kv_heads=int(hf.get("num_key_value_heads") or num_heads),
-            head_dim=int(hf.get("head_dim") or hidden // num_heads),
-        )
+        kw = {
+            "family": family,
+            "vocab_size": int(hf["vocab_size"]),
+            "hidden_size": hidden,
+            "intermediate_size": int(hf["intermediate_size"]),
+            "num_layers": int(hf["num_hidden_layers"]),
+            "num_heads": num_heads,
+            "num_kv_heads": int(hf.get("num_key_value_heads") or num_heads),
+            "head_dim": int(hf.get("head_dim") or hidden // num_heads),
+        }
     except KeyError as e:
         raise SqjaxError(f"{source}: missing key {e.args[0]!r}") from None
     kw.update(
@@ -113,15 +113,15 @@ def from_hf_config(hf: dict[str, Any], source: str = "config.json", **overrides:
 def _family_fields(family: str, hf: dict[str, Any], source: str) -> dict[str, Any]:
     if family == "llama":
         bias = bool(hf.get("attention_bias", False))
-        return dict(qkv_bias=bias, o_bias=bias)
+        return {"qkv_bias": bias, "o_bias": bias}
     if family == "mistral":
-        return dict(sliding_window=hf.get("sliding_window"))
+        return {"sliding_window": hf.get("sliding_window")}
     if family == "qwen2":
         window = hf.get("sliding_window") if hf.get("use_sliding_window") else None
-        return dict(qkv_bias=True, sliding_window=window, max_window_layers=int(hf.get("max_window_layers", 0)))
+        return {"qkv_bias": True, "sliding_window": window, "max_window_layers": int(hf.get("max_window_layers", 0))}
     if family == "internlm2":
         bias = bool(hf.get("bias", False))
-        return dict(qkv_bias=bias, o_bias=bias, reward_token_id=hf.get("reward_token_id"))
+        return {"qkv_bias": bias, "o_bias": bias, "reward_token_id": hf.get("reward_token_id")}
     raise AssertionError(family)
 
 

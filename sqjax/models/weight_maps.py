@@ -115,18 +115,18 @@ def _layer(i: int, *names: str) -> tuple[Path, ...]:
 
 def _hf_names(cfg: ModelConfig) -> dict[str, str]:
     if cfg.family == "internlm2":
-        return dict(
-            embed="model.tok_embeddings.weight", norm="model.norm.weight", lm_head="output.weight",
-            score="v_head.weight", layer="model.layers.{i}.", attn_norm="attention_norm.weight",
-            mlp_norm="ffn_norm.weight", o="attention.wo", gate="feed_forward.w1",
-            up="feed_forward.w3", down="feed_forward.w2",
-        )
-    return dict(
-        embed="model.embed_tokens.weight", norm="model.norm.weight", lm_head="lm_head.weight",
-        score="score.weight", layer="model.layers.{i}.", attn_norm="input_layernorm.weight",
-        mlp_norm="post_attention_layernorm.weight", o="self_attn.o_proj",
-        gate="mlp.gate_proj", up="mlp.up_proj", down="mlp.down_proj",
-    )
+        return {
+            "embed": "model.tok_embeddings.weight", "norm": "model.norm.weight", "lm_head": "output.weight",
+            "score": "v_head.weight", "layer": "model.layers.{i}.", "attn_norm": "attention_norm.weight",
+            "mlp_norm": "ffn_norm.weight", "o": "attention.wo", "gate": "feed_forward.w1",
+            "up": "feed_forward.w3", "down": "feed_forward.w2",
+        }
+    return {
+        "embed": "model.embed_tokens.weight", "norm": "model.norm.weight", "lm_head": "lm_head.weight",
+        "score": "score.weight", "layer": "model.layers.{i}.", "attn_norm": "input_layernorm.weight",
+        "mlp_norm": "post_attention_layernorm.weight", "o": "self_attn.o_proj",
+        "gate": "mlp.gate_proj", "up": "mlp.up_proj", "down": "mlp.down_proj",
+    }
 
 
 def weight_map(cfg: ModelConfig) -> list[Entry]:

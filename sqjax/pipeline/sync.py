@@ -75,7 +75,7 @@ class StageSync:
         message = f"{type(error).__name__}: {error}"[:2000]
         try:
             self.client.key_value_set(f"{self.prefix}/failed/{self.process_index}", message)
-        except Exception:  # the runtime itself may be what failed
+        except Exception:  # noqa: BLE001 - the runtime itself may be what failed
             log.warning("could not tell the other processes that this one failed")
 
     def check(self) -> None:

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 _MATH = re.compile(
     r"\$\$.*?\$\$|\$[^$]*\$|\\\[.*?\\\]|\\\(.*?\\\)|\\begin\{(\w+\*?)\}.*?\\end\{\1\}"
     r"|\\[A-Za-z]+|[^A-Za-z'\s]",
-    re.S,
+    re.DOTALL,
 )
 
 
