@@ -306,12 +306,8 @@ class Engine:
             rows = [pl for pl, _ in copies]
             E = slots.limits.stop_BE.shape[1]
             new = self._new_rows(rows, [src for _, src in copies], requests, B, M, E)
-            ctx = [len(requests[smp.request].prompt_ids) - 1 for _, smp in rows]
-            ctx_M = np.zeros((M,), np.int32)
-            last_M = np.zeros((M,), np.int32)
-            ctx_M[: len(ctx)] = ctx
-            last_M[: len(ctx)] = [requests[smp.request].prompt_ids[-1] for _, smp in rows]
-            length = min(slots.cache.size, bucket(max(ctx)))
+            ctx_M, last_M = _ctx_last([requests[smp.request].prompt_ids for _, smp in rows], M)
+            length = min(slots.cache.size, bucket(int(ctx_M.max())))
             slots = clone_fn(slots, ctx_M, last_M, new, length=length)
             counts["clones"] += len(copies)
         if fresh:
@@ -330,11 +326,9 @@ class Engine:
         U = min(pow2(len(uniq)), B)
         L = bucket(max(len(k) for k in uniq) - 1)
         ids_UL = np.zeros((U, L), np.int32)
-        ctx_U = np.zeros((U,), np.int32)
-        last_U = np.zeros((U,), np.int32)
         for key, u in uniq.items():
             ids_UL[u, : len(key) - 1] = key[:-1]
-            ctx_U[u], last_U[u] = len(key) - 1, key[-1]
+        ctx_U, last_U = _ctx_last(list(uniq), U)  # dicts keep insertion order: key u is u-th
         src = [uniq[tuple(requests[smp.request].prompt_ids)] for _, smp in placed]
         new = self._new_rows(placed, src, requests, B, B, slots.limits.stop_BE.shape[1])
         slots = insert_fn(self.graphdef, self.weights, slots, ids_UL, ctx_U, last_U, new)
@@ -391,6 +385,16 @@ class _Clock:
         self.start(key)
         yield
         self.stop()
+
+
+def _ctx_last(prompts, M: int):
+    """For up to M prompts: the context length (all but the last token) and the last token,
+    which is each new row's first decode input; rows past the prompts are zeros."""
+    ctx_M = np.zeros((M,), np.int32)
+    last_M = np.zeros((M,), np.int32)
+    for m, ids in enumerate(prompts):
+        ctx_M[m], last_M[m] = len(ids) - 1, ids[-1]
+    return ctx_M, last_M
 
 
 def _mesh_of(tree) -> Mesh | None:
