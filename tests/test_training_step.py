@@ -1,4 +1,5 @@
-"""The jitted train step: 8 fake devices (fsdp=4, tensor=2) equal 1 device; remat is exact."""
+"""The jitted train step: 8 fake devices (fsdp=4, tensor=2) equal 1 device (LM head in chunks);
+remat is exact."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from sqjax.training.sft import sft_objective
 from sqjax.training.step import init_state, make_train_step, state_sharding
 
 
-def two_steps(mesh, remat="none"):
+def two_steps(mesh, remat="none", logits_chunk=0):
     model = create_model(tiny_config(vocab_size=96), seed=7)
     examples = random_examples([9, 17, 5, 12, 20, 7, 11, 6, 14, 3, 8, 15, 30, 4, 9, 22], 96, seed=8)
     packed, _ = pack_examples(examples, 32)
@@ -29,7 +30,7 @@ def two_steps(mesh, remat="none"):
     optimizer = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(1e-2, weight_decay=0.1))
     sharding = state_sharding(params, optimizer, mesh)
     state = init_state(params, optimizer, sharding)
-    step = make_train_step(graphdef, sft_objective(remat), optimizer, lambda s: 1e-2, sharding,
+    step = make_train_step(graphdef, sft_objective(remat, logits_chunk), optimizer, lambda s: 1e-2, sharding,
                            {k: v.shape for k, v in batch.items()}, mesh)
     history = []
     for _ in range(2):
@@ -44,9 +45,10 @@ def max_param_diff(a, b):
 
 @pytest.mark.slow
 def test_sharded_step_on_8_devices_equals_one_device():
-    one, s1 = two_steps(make_mesh(1, 1, 1, devices=jax.devices()[:1]))
+    # the LM head in chunks of 8 positions (rows are 32): the chunked head is sharded too
+    one, s1 = two_steps(make_mesh(1, 1, 1, devices=jax.devices()[:1]), logits_chunk=8)
     mesh8 = make_mesh(data=1, fsdp=4, tensor=2)
-    eight, s8 = two_steps(mesh8)
+    eight, s8 = two_steps(mesh8, logits_chunk=8)
     q = s8.params["layers"][0]["attn"]["q"][...]
     assert tuple(q.sharding.spec) == ("fsdp", "tensor", None)  # really sharded: FSDP x tensor
     mu = s8.opt_state[1][0].mu["layers"][0]["attn"]["q"][...]

@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from sqjax.errors import SqjaxError
 
+LOGITS_CHUNK = 1024  # LM-head positions at a time in training and reference passes (0: off)
+
 LOSSES = ("sft", "dpo")
 DPO_VARIANTS = ("sigmoid", "ipo", "hinge")
 SFT_MODES = ("full", "completion")
@@ -85,6 +87,7 @@ class TrainConfig:
     dpo: DPOConfig = DPOConfig()
     compute_dtype: str | None = None  # e.g. "bfloat16" with float32 master weights
     remat: str = "none"  # "none", "full" (recompute each block) or "dots" (keep matmul outputs)
+    logits_chunk: int = LOGITS_CHUNK  # LM-head positions at a time (0: the whole sequence)
     seed: int = 0
     mesh: tuple[int, int, int] = (-1, 1, 1)  # (data, fsdp, tensor)
     save_every: int = 500
@@ -99,6 +102,8 @@ class TrainConfig:
             object.__setattr__(self, "data", (self.data,))
         if self.loss not in LOSSES:
             raise SqjaxError(f"loss={self.loss!r} is not one of {LOSSES}")
+        if self.logits_chunk < 0:
+            raise SqjaxError(f"logits_chunk={self.logits_chunk} must be >= 0 (0 turns chunking off)")
         if self.remat not in REMAT_MODES:
             raise SqjaxError(f"remat={self.remat!r} is not one of {REMAT_MODES}")
         if self.sft_mode not in SFT_MODES:

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 from flax import nnx, struct
 
 from sqjax.models.decoder import Decoder
-from sqjax.training.forward import target_logprobs
+from sqjax.training.forward import LOGITS_CHUNK, target_logprobs
 from sqjax.training.sft import Objective
 
 ROW_KEYS = ("tokens", "positions", "segment_ids", "targets", "weights")
@@ -88,29 +88,37 @@ VARIANTS: dict[str, Callable[..., tuple[jax.Array, dict]]] = {
 }
 
 
-def sequence_logps(model: Decoder, rows: dict, remat: str = "none") -> jax.Array:
+def sequence_logps(
+    model: Decoder, rows: dict, remat: str = "none", logits_chunk: int = LOGITS_CHUNK
+) -> jax.Array:
     """[B] summed log-probabilities of each row's weighted targets."""
-    logp_BL = target_logprobs(
-        model, rows["tokens"], rows["positions"], rows["segment_ids"], rows["targets"], remat
-    )
+    keys = ("tokens", "positions", "segment_ids", "targets")
+    logp_BL = target_logprobs(model, *(rows[k] for k in keys), remat, logits_chunk)
     return jnp.sum(logp_BL * rows["weights"].astype(jnp.float32), axis=-1)
 
 
-def _both_logps(model: Decoder, batch: dict, remat: str = "none") -> tuple[jax.Array, jax.Array]:
+def _both_logps(
+    model: Decoder, batch: dict, remat: str = "none", logits_chunk: int = LOGITS_CHUNK
+) -> tuple[jax.Array, jax.Array]:
     rows = {k: jnp.concatenate([batch[f"chosen_{k}"], batch[f"rejected_{k}"]]) for k in ROW_KEYS}
-    logps_2B = sequence_logps(model, rows, remat)
+    logps_2B = sequence_logps(model, rows, remat, logits_chunk)
     B = batch["chosen_tokens"].shape[0]
     return logps_2B[:B], logps_2B[B:]
 
 
 def dpo_objective(
-    variant: str, beta: float, label_smoothing: float = 0.0, ref_free: bool = False, remat: str = "none"
+    variant: str,
+    beta: float,
+    label_smoothing: float = 0.0,
+    ref_free: bool = False,
+    remat: str = "none",
+    logits_chunk: int = LOGITS_CHUNK,
 ) -> Objective:
     """An objective for the train step: (loss sum, (pair count, metric sums))."""
     loss_fn = functools.partial(VARIANTS[variant], beta=beta, label_smoothing=label_smoothing)
 
     def objective(model: Decoder, batch: dict):
-        chosen_B, rejected_B = _both_logps(model, batch, remat)
+        chosen_B, rejected_B = _both_logps(model, batch, remat, logits_chunk)
         lp = PairLogps(chosen_B, rejected_B, batch["ref_chosen"], batch["ref_rejected"])
         loss, metrics = loss_fn(reference_free(lp) if ref_free else lp)
         pairs = jnp.asarray(chosen_B.shape[0], jnp.float32)

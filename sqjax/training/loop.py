@@ -53,7 +53,7 @@ def _sft_data(cfg: TrainConfig, tokenizer: Any) -> Data:
     examples = inputs.sft_examples(rows, tokenizer, cfg.data_format, cfg.sft_mode)
     it, n = inputs.sft_iterator(examples, cfg.seq_len, cfg.batch_size, pack=cfg.pack,
                                 seed=cfg.seed, epochs=cfg.epochs, pad_id=pad_id(tokenizer))
-    return Data(it, n, sft_objective(cfg.remat))
+    return Data(it, n, sft_objective(cfg.remat, cfg.logits_chunk))
 
 
 def _reference_table(cfg: TrainConfig, model: Decoder, rows: list[dict], pairs, pad: int) -> np.ndarray:
@@ -85,7 +85,7 @@ def _dpo_data(cfg: TrainConfig, tokenizer: Any, model: Decoder) -> Data:
     it, n = inputs.dpo_iterator(pairs, table[0], table[1], cfg.seq_len, cfg.batch_size,
                                 seed=cfg.seed, epochs=cfg.epochs, pad_id=pad_id(tokenizer))
     d = cfg.dpo
-    return Data(it, n, dpo_objective(d.variant, d.beta, d.label_smoothing, d.reference_free, cfg.remat))
+    return Data(it, n, dpo_objective(d.variant, d.beta, d.label_smoothing, d.reference_free, cfg.remat, cfg.logits_chunk))
 
 
 def _device_batch(batch: dict, cfg: TrainConfig, mesh) -> dict:

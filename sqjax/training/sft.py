@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from sqjax.models.decoder import Decoder
-from sqjax.training.forward import target_logprobs
+from sqjax.training.forward import LOGITS_CHUNK, target_logprobs
 
 Objective = Callable[[Decoder, dict], tuple[jax.Array, tuple[jax.Array, dict]]]
 
@@ -27,7 +27,7 @@ def sft_loss(logp_BL: jax.Array, weights_BL: jax.Array) -> tuple[jax.Array, dict
     return nll_sum / jnp.maximum(count, 1.0), {"nll_sum": nll_sum, "targets": count}
 
 
-def sft_objective(remat: str = "none") -> Objective:
+def sft_objective(remat: str = "none", logits_chunk: int = LOGITS_CHUNK) -> Objective:
     """An objective for the train step: (loss sum, (target count, metric sums)).
 
     The step divides sums by the target count of the whole step, so gradient accumulation
@@ -36,7 +36,13 @@ def sft_objective(remat: str = "none") -> Objective:
 
     def objective(model: Decoder, batch: dict):
         logp_BL = target_logprobs(
-            model, batch["tokens"], batch["positions"], batch["segment_ids"], batch["targets"], remat
+            model,
+            batch["tokens"],
+            batch["positions"],
+            batch["segment_ids"],
+            batch["targets"],
+            remat,
+            logits_chunk,
         )
         _, metrics = sft_loss(logp_BL, batch["weights"])
         return metrics["nll_sum"], (metrics["targets"], {})
