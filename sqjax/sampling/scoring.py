@@ -3,7 +3,7 @@
 Rows are sorted by length, grouped into batches of at most `batch_size` (padded to a power of
 two rows, a multiple of the mesh's data rows) and right-padded to a length bucket, so a
 handful of programs compile. Log-probs come from the model's raw log-softmax, computed
-64 positions at a time so [B, L, V] logits never exist at once.
+64 positions at a time so [B, L, V] logits never exist at once (`sqjax.models.head`).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import numpy as np
 from flax import nnx
 from jax.sharding import Mesh
 
+from sqjax.models.head import head_logprobs
 from sqjax.sampling.engine import bucket, pow2, round_up
 from sqjax.sharding import BATCH, SAMPLE_RULES, batch_sharding, state_shardings
 
@@ -29,21 +30,10 @@ def token_logprobs(graphdef, weights, ids_BL, mask_BL):
     """log p(ids[t+1] | ids[:t+1]) at every t (0 where t+1 is padding or past the end)."""
     TRACES["logprobs"] += 1
     model = nnx.merge(graphdef, weights)
-    B, L = ids_BL.shape
     h_BLD = model.hidden(ids_BL, mask_BL)
     target_BL = jnp.pad(ids_BL[:, 1:], ((0, 0), (0, 1)))
     valid_BL = jnp.pad(mask_BL[:, 1:], ((0, 0), (0, 1))) > 0
-    n = L // CHUNK
-
-    def chunk(args):
-        h_BCD, t_BC = args
-        logits_BCV = model.logits(h_BCD)
-        picked_BC = jnp.take_along_axis(logits_BCV, t_BC[..., None], axis=-1)[..., 0]
-        return picked_BC - jax.nn.logsumexp(logits_BCV, axis=-1)
-
-    split = lambda x: jnp.moveaxis(x.reshape(B, n, CHUNK, *x.shape[2:]), 1, 0)
-    lp_nBC = jax.lax.map(chunk, (split(h_BLD), split(target_BL)))
-    lp_BL = jnp.moveaxis(lp_nBC, 0, 1).reshape(B, L)
+    lp_BL = head_logprobs(model, h_BLD, target_BL, CHUNK)
     return jnp.where(valid_BL, lp_BL, 0.0)
 
 

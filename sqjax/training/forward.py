@@ -4,19 +4,19 @@ With `remat` set, each decoder block's activations are recomputed in the backwar
 instead of stored (Decoder.hidden's `remat` policy); `tests/test_training_step.py` checks
 both paths give equal losses and gradients.
 
-The LM head runs over `logits_chunk` positions at a time, each chunk's logits recomputed in
-the backward pass, so no pass holds float32 logits for the whole sequence: for Qwen2-Math
-(vocabulary 152K) at 4,096 tokens those are 2.5 GB per row, and as much again for their
-gradient. The cost is one more LM-head matmul in the backward pass (~3% of a step of a 7B
+The LM head runs over `logits_chunk` positions at a time (`sqjax.models.head`), each chunk's
+logits recomputed in the backward pass, so no pass holds float32 logits for the whole
+sequence: for Qwen2-Math (vocabulary 152K) at 4,096 tokens those are 2.5 GB per row, and as
+much again for their gradient. The cost is one more LM-head matmul in the backward pass (~3% of a step of a 7B
 model); `tests/test_training_chunked_head.py` checks values, gradients and memory.
 """
 
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 
 from sqjax.models.decoder import Decoder
+from sqjax.models.head import head_logprobs
 from sqjax.training.config import LOGITS_CHUNK
 
 REMAT_POLICIES = {
@@ -24,14 +24,6 @@ REMAT_POLICIES = {
     "full": jax.checkpoint_policies.nothing_saveable,
     "dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
 }
-
-
-def token_logprobs(logits_BLV: jax.Array, targets_BL: jax.Array) -> jax.Array:
-    """log p(targets[b, t]) under logits[b, t], in float32."""
-    logits_BLV = logits_BLV.astype(jnp.float32)
-    lse_BL = jax.nn.logsumexp(logits_BLV, axis=-1)
-    picked_BL = jnp.take_along_axis(logits_BLV, targets_BL[..., None], axis=-1)[..., 0]
-    return picked_BL - lse_BL
 
 
 def target_logprobs(
@@ -50,22 +42,3 @@ def target_logprobs(
         tokens_BL, positions_BL=positions_BL, segment_ids_BL=segment_ids_BL, remat=REMAT_POLICIES[remat]
     )
     return head_logprobs(model, h_BLD, targets_BL, logits_chunk)
-
-
-def head_logprobs(model: Decoder, h_BLD: jax.Array, targets_BL: jax.Array, chunk: int) -> jax.Array:
-    """log p(targets) from final hidden states, `chunk` positions at a time when the sequence
-    is longer (0: all at once); see the module docstring."""
-    B, L, D = h_BLD.shape
-    if chunk <= 0 or L <= chunk:
-        return token_logprobs(model.logits(h_BLD), targets_BL)
-    n = -(-L // chunk)
-    pad = n * chunk - L
-    h_NBCD = jnp.pad(h_BLD, ((0, 0), (0, pad), (0, 0))).reshape(B, n, chunk, D).swapaxes(0, 1)
-    t_NBC = jnp.pad(targets_BL, ((0, 0), (0, pad))).reshape(B, n, chunk).swapaxes(0, 1)
-
-    @jax.checkpoint
-    def one(h_BCD, t_BC):
-        return token_logprobs(model.logits(h_BCD), t_BC)
-
-    logp_NBC = jax.lax.map(lambda args: one(*args), (h_NBCD, t_NBC))
-    return logp_NBC.swapaxes(0, 1).reshape(B, n * chunk)[:, :L]
