@@ -41,10 +41,10 @@ SAMPLING = {"temperature": 0.7, "top_p": 0.95}
 
 
 def cpu_facts() -> dict:
-    """What the figures depend on beyond the core count: the CPU model, the widest vector
-    instructions it exposes (XLA CPU gains more from AVX-512 than PyTorch does: the same
-    bench ran 2.67x on an AVX2-era VM and 4.44x on an AVX-512 one), and PyTorch's kernel level."""
-    facts = {"cores": os.cpu_count(), "torch": torch.backends.cpu.get_cpu_capability()}
+    """What the figures depend on beyond the core count: the CPU model, the vector instructions
+    it exposes (XLA CPU gains more from AVX-512 than PyTorch does; bench/RESULTS.md has the
+    same code on both kinds of VM) and PyTorch's kernel level."""
+    facts = {"torch": torch.backends.cpu.get_cpu_capability()}
     try:
         with open("/proc/cpuinfo") as f:
             info = dict(line.split(":", 1) for line in f.read().split("\n\n")[0].splitlines())

@@ -24,15 +24,17 @@ def rows(B: int, L: int, vocab: int, seed: int = 0):
     segments[1, L - 5 :] = 0  # padding at the end of the second row
     positions[1, L - 5 :] = -1
     targets = np.roll(tokens, -1, axis=1)
-    return tuple(jnp.asarray(a, jnp.int32) for a in (tokens, positions, segments, targets))
+    arrays = (tokens, positions, segments, targets)
+    keys = ("tokens", "positions", "segment_ids", "targets")
+    return {k: jnp.asarray(a, jnp.int32) for k, a in zip(keys, arrays)}
 
 
 def loss_and_grad(model, batch, chunk):
     graphdef, params = nnx.split(model, nnx.Param)
 
     def loss(params):
-        logp_BL = target_logprobs(nnx.merge(graphdef, params), *batch, logits_chunk=chunk)
-        return -jnp.sum(logp_BL * (batch[2] > 0)), logp_BL
+        logp_BL = target_logprobs(nnx.merge(graphdef, params), batch, logits_chunk=chunk)
+        return -jnp.sum(logp_BL * (batch["segment_ids"] > 0)), logp_BL
 
     return jax.jit(jax.value_and_grad(loss, has_aux=True)), params
 
@@ -62,7 +64,8 @@ def test_chunked_head_needs_less_memory_for_the_gradient():
         fn, params = loss_and_grad(model, batch, chunk)
         stats = fn.lower(params).compile().memory_analysis()
         temp[chunk] = stats.temp_size_in_bytes
-    print(f"temporary bytes: whole head {temp[0] / 2**20:.1f} MiB, 64-position chunks {temp[64] / 2**20:.1f} MiB")
+    mib = {k: v / 2**20 for k, v in temp.items()}
+    print(f"temporary bytes: whole head {mib[0]:.1f} MiB, 64-position chunks {mib[64]:.1f} MiB")
     assert temp[0] - temp[64] > 32 * 2**20
 
 

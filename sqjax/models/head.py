@@ -14,7 +14,8 @@ if TYPE_CHECKING:
 
 
 def token_logprobs(logits_BLV: jax.Array, targets_BL: jax.Array) -> jax.Array:
-    """log p(targets[b, t]) under logits[b, t], in float32."""
+    """log p(targets[b, t]) under logits[b, t], in float32 (any leading shape: the sampler
+    calls it on [B, V] raw logits, before temperature and filters, with [B] tokens)."""
     logits_BLV = logits_BLV.astype(jnp.float32)
     lse_BL = jax.nn.logsumexp(logits_BLV, axis=-1)
     picked_BL = jnp.take_along_axis(logits_BLV, targets_BL[..., None], axis=-1)[..., 0]

@@ -150,9 +150,3 @@ def sample(logits_BV: jax.Array, rows: RowSampling, u_B: jax.Array) -> jax.Array
         any_sampled, lambda: inverse_cdf(filtered_probs(logits_BV, rows), u_B), lambda: greedy_B
     )
     return jnp.where(rows.temperature_B > 0, drawn_B, greedy_B)
-
-
-def token_logprobs(logits_BV: jax.Array, tokens_B: jax.Array) -> jax.Array:
-    """log-softmax of the RAW logits (before temperature and filters) at the chosen tokens."""
-    lse_B = jax.nn.logsumexp(logits_BV, axis=-1)
-    return jnp.take_along_axis(logits_BV, tokens_B[:, None], axis=-1)[:, 0] - lse_B

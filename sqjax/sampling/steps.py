@@ -17,7 +17,8 @@ import jax.numpy as jnp
 from flax import nnx
 
 from sqjax.models.cache import SLOT_AXIS, Cache, LayerCache, write_rows
-from sqjax.sampling.filters import RowSampling, sample, token_logprobs
+from sqjax.models.head import token_logprobs
+from sqjax.sampling.filters import RowSampling, sample
 
 TRACES: collections.Counter = collections.Counter()
 

@@ -92,8 +92,7 @@ def sequence_logps(
     model: Decoder, rows: dict, remat: str = "none", logits_chunk: int = LOGITS_CHUNK
 ) -> jax.Array:
     """[B] summed log-probabilities of each row's weighted targets."""
-    keys = ("tokens", "positions", "segment_ids", "targets")
-    logp_BL = target_logprobs(model, *(rows[k] for k in keys), remat, logits_chunk)
+    logp_BL = target_logprobs(model, rows, remat, logits_chunk)
     return jnp.sum(logp_BL * rows["weights"].astype(jnp.float32), axis=-1)
 
 

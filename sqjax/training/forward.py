@@ -7,8 +7,9 @@ both paths give equal losses and gradients.
 The LM head runs over `logits_chunk` positions at a time (`sqjax.models.head`), each chunk's
 logits recomputed in the backward pass, so no pass holds float32 logits for the whole
 sequence: for Qwen2-Math (vocabulary 152K) at 4,096 tokens those are 2.5 GB per row, and as
-much again for their gradient. The cost is one more LM-head matmul in the backward pass (~3% of a step of a 7B
-model); `tests/test_training_chunked_head.py` checks values, gradients and memory.
+much again for their gradient. The cost is one more LM-head matmul in the backward pass (~3%
+of a step of a 7B model); `tests/test_training_chunked_head.py` checks values, gradients and
+memory.
 """
 
 from __future__ import annotations
@@ -27,18 +28,16 @@ REMAT_POLICIES = {
 
 
 def target_logprobs(
-    model: Decoder,
-    tokens_BL: jax.Array,
-    positions_BL: jax.Array,
-    segment_ids_BL: jax.Array,
-    targets_BL: jax.Array,
-    remat: str = "none",
-    logits_chunk: int = LOGITS_CHUNK,
+    model: Decoder, rows: dict, remat: str = "none", logits_chunk: int = LOGITS_CHUNK
 ) -> jax.Array:
-    """float32 [B, L] log-probabilities of `targets_BL` for packed or padded rows."""
+    """float32 [B, L] log-probabilities of rows["targets"] for packed or padded rows (the
+    `tokens`, `positions`, `segment_ids` and `targets` arrays of sqjax/data/packing.py)."""
     if remat not in REMAT_POLICIES:
         raise ValueError(f"remat={remat!r} is not one of {tuple(REMAT_POLICIES)}")
     h_BLD = model.hidden(
-        tokens_BL, positions_BL=positions_BL, segment_ids_BL=segment_ids_BL, remat=REMAT_POLICIES[remat]
+        rows["tokens"],
+        positions_BL=rows["positions"],
+        segment_ids_BL=rows["segment_ids"],
+        remat=REMAT_POLICIES[remat],
     )
-    return head_logprobs(model, h_BLD, targets_BL, logits_chunk)
+    return head_logprobs(model, h_BLD, rows["targets"], logits_chunk)

@@ -85,7 +85,9 @@ def _dpo_data(cfg: TrainConfig, tokenizer: Any, model: Decoder) -> Data:
     it, n = inputs.dpo_iterator(pairs, table[0], table[1], cfg.seq_len, cfg.batch_size,
                                 seed=cfg.seed, epochs=cfg.epochs, pad_id=pad_id(tokenizer))
     d = cfg.dpo
-    return Data(it, n, dpo_objective(d.variant, d.beta, d.label_smoothing, d.reference_free, cfg.remat, cfg.logits_chunk))
+    objective = dpo_objective(d.variant, d.beta, d.label_smoothing, d.reference_free, cfg.remat,
+                              cfg.logits_chunk)
+    return Data(it, n, objective)
 
 
 def _device_batch(batch: dict, cfg: TrainConfig, mesh) -> dict:

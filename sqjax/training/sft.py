@@ -35,15 +35,7 @@ def sft_objective(remat: str = "none", logits_chunk: int = LOGITS_CHUNK) -> Obje
     """
 
     def objective(model: Decoder, batch: dict):
-        logp_BL = target_logprobs(
-            model,
-            batch["tokens"],
-            batch["positions"],
-            batch["segment_ids"],
-            batch["targets"],
-            remat,
-            logits_chunk,
-        )
+        logp_BL = target_logprobs(model, batch, remat, logits_chunk)
         _, metrics = sft_loss(logp_BL, batch["weights"])
         return metrics["nll_sum"], (metrics["targets"], {})
 
