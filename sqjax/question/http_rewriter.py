@@ -58,11 +58,19 @@ class ChatClient:
         data = json.dumps(body).encode("utf-8")
         return urllib.request.Request(self.endpoint, data=data, headers=headers, method="POST")
 
-    def complete(self, prompt: str, temperature: float = 0.0, max_tokens: int = 2048) -> str:
-        """The reply to one user message, retrying transient failures."""
+    def complete(
+        self,
+        prompt: str,
+        temperature: float = 0.0,
+        max_tokens: int = 2048,
+        system: str | None = None,
+    ) -> str:
+        """The reply to one user message (after a `system` message when given), retrying
+        transient failures."""
+        head = [{"role": "system", "content": system}] if system is not None else []
         body = {
             "model": self.model,
-            "messages": [{"role": "user", "content": prompt}],
+            "messages": [*head, {"role": "user", "content": prompt}],
             "temperature": temperature,
             "max_tokens": max_tokens,
         }
@@ -94,11 +102,17 @@ class ChatClient:
         return min(self.max_backoff_s, self.backoff_s * 2**attempt)
 
     def complete_many(
-        self, prompts: Sequence[str], temperature: float, max_tokens: int, concurrency: int
+        self,
+        prompts: Sequence[str],
+        temperature: float,
+        max_tokens: int,
+        concurrency: int,
+        system: str | None = None,
     ) -> list[str]:
         """Replies to many prompts, `concurrency` requests in flight, in prompt order."""
+        ask = lambda p: self.complete(p, temperature, max_tokens, system)
         with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-            return list(pool.map(lambda p: self.complete(p, temperature, max_tokens), prompts))
+            return list(pool.map(ask, prompts))
 
 
 def _retry_after(e: urllib.error.HTTPError) -> float | None:
