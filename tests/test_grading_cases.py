@@ -3,7 +3,10 @@
 The verdicts were written by hand from mathematical truth and the documented conventions
 (see sqjax/grading/normalize.py: "50\\%" equals 50 and 0.5, units and degree marks dropped,
 a written decimal within relative 1e-4 is equal). Rows of kind "gsm8k" hold a whole GSM8K
-answer field as gold. A row with "known_limitation" records a case the grader gets wrong,
+answer field as gold; rows of kind "output" (and every row with "model") hold a whole model
+output as pred, graded with extraction; a "tolerance" is the item's own absolute numeric
+tolerance (OlympiadBench's `error` field). Rows with "model" are real outputs of that model
+(the eval stage's prompt, greedy); "answer" records what a reader extracts from them. A row with "known_limitation" records a case the grader gets wrong,
 with the reason; the test asserts the wrong verdict so that a fix is noticed.
 """
 
@@ -12,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from sqjax.data.jsonl import load_jsonl
-from sqjax.grading import gsm8k_gold, is_equivalent, judge
+from sqjax.grading import grade, gsm8k_gold, is_equivalent, judge
 
 ROWS = load_jsonl(
     Path(__file__).parent / "data" / "grading_cases.jsonl", ["kind", "pred", "gold", "equal"]
@@ -34,6 +37,10 @@ def test_table_size_and_coverage() -> None:
         "latex",
         "number",
         "gsm8k",
+        "scientific",
+        "repeating",
+        "output",
+        "item_tolerance",
     ):
         assert kind in kinds
 
@@ -41,8 +48,15 @@ def test_table_size_and_coverage() -> None:
 @pytest.mark.parametrize("row", ROWS, ids=[f"{i}-{r['kind']}" for i, r in enumerate(ROWS)])
 def test_case(row: dict) -> None:
     gold = gsm8k_gold(row["gold"]) if row["kind"] == "gsm8k" else row["gold"]
-    verdict, method = judge(row["pred"], gold)
-    assert method != "timeout", f"{row['pred']!r} vs {gold!r} timed out"
+    tolerance = row.get("tolerance")
     expected = row["equal"] != bool(row.get("known_limitation"))
+    if row["kind"] == "output" or "model" in row:
+        g = grade(row["pred"], gold, tolerance=tolerance)
+        if "answer" in row:
+            assert g["answer"] == row["answer"], f"extracted {g['answer']!r} from {row['pred']!r}"
+        verdict, method = g["correct"], g["method"]
+    else:
+        verdict, method = judge(row["pred"], gold, tolerance=tolerance)
+        assert is_equivalent(row["pred"], gold, tolerance=tolerance) == verdict
+    assert method != "timeout", f"{row['pred']!r} vs {gold!r} timed out"
     assert verdict == expected, f"{row['pred']!r} vs {gold!r}: got {verdict} via {method}"
-    assert is_equivalent(row["pred"], gold) == verdict

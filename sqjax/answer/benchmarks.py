@@ -23,13 +23,15 @@ def layout_for(record: dict, name: str, where: str) -> B.JsonlSpec:
 
     problem + solution: MATH (gold = last \\boxed{} of the solution; level, type kept when
     present); question + answer with `####`: GSM8K; final_answer: OlympiadBench (a list is
-    joined with ", "); question + answer: the answer field is the gold (College Math).
+    joined with ", "; its per-item numeric tolerance `error` is kept when present); question +
+    answer: the answer field is the gold (College Math).
     """
     if "problem" in record and "solution" in record:
         extra = tuple(k for k in ("level", "type") if k in record)
         return B.JsonlSpec(where, name, "problem", "solution", "boxed", extra)
     if "question" in record and "final_answer" in record:
-        return B.JsonlSpec(where, name, "question", "final_answer", "field")
+        extra = ("error",) if "error" in record else ()
+        return B.JsonlSpec(where, name, "question", "final_answer", "field", extra)
     if "question" in record and "answer" in record:
         gold = "gsm8k" if "####" in str(record["answer"]) else "field"
         return B.JsonlSpec(where, name, "question", "answer", gold)

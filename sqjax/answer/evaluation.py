@@ -14,11 +14,13 @@ answer by `sqjax.grading.judge` (exact, numeric, symbolic with a hard per-answer
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqjax.data.chat import chat_format, encoder
+from sqjax.errors import SqjaxError
 from sqjax.grading import grade
 from sqjax.pipeline.sections import BOXED_INSTRUCTION
 
@@ -61,12 +63,30 @@ def greedy_generator(
     return run
 
 
+def item_tolerance(row: dict) -> float | None:
+    """A benchmark row's own absolute numeric tolerance: OlympiadBench's `error` field ("1e-2";
+    one value per answer part, "0.1,0.01": the largest), None when it has none."""
+    value = row.get("error")
+    if value is None or value == "":
+        return None
+    parts = [p.strip() for p in str(value).split(",") if p.strip()]
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        raise SqjaxError(
+            f"benchmark row {row.get('id', '?')}: error={value!r} is not a number; "
+            "expected a tolerance such as 1e-2"
+        ) from None
+    return max(values) if values and all(math.isfinite(v) and v >= 0 for v in values) else None
+
+
 def grade_outputs(rows: Sequence[dict], outputs: Sequence[tuple[str, int, str]]) -> list[dict]:
     """One inspection row per benchmark row: question, gold, output, extracted answer, verdict
-    (`correct`) and grading method, plus the row's benchmark, id, level and type."""
+    (`correct`) and grading method, plus the row's benchmark, id, level and type. A row with
+    a numeric tolerance (`item_tolerance`) is graded with it."""
     graded = []
     for row, (text, n_tokens, finish) in zip(rows, outputs, strict=True):
-        g = grade(text, row["gold"])
+        g = grade(text, row["gold"], tolerance=item_tolerance(row))
         graded.append(
             {
                 **{k: row[k] for k in ("id", "model", "benchmark", "level", "type") if k in row},

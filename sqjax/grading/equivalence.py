@@ -21,7 +21,12 @@ from __future__ import annotations
 from fractions import Fraction
 
 from sqjax.grading.extract import extract_answer
-from sqjax.grading.normalize import canonical_answer, clean_answer, parse_number
+from sqjax.grading.normalize import (
+    canonical_answer,
+    clean_answer,
+    is_long_number,
+    parse_number,
+)
 from sqjax.grading.symbolic import get_pool
 
 RELATIVE_TOLERANCE = 1e-4
@@ -32,9 +37,14 @@ def _close(a: Fraction, b: Fraction) -> bool:
 
 
 def _numbers_equal(
-    pred: tuple[Fraction, bool], pred_percent: bool, gold: tuple[Fraction, bool], gold_percent: bool
+    pred: tuple[Fraction, bool],
+    pred_percent: bool,
+    gold: tuple[Fraction, bool],
+    gold_percent: bool,
+    tolerance: Fraction | None = None,
 ) -> bool:
-    """Exact equality, or tolerance when a decimal was written; a percent side may be v/100."""
+    """Exact equality, or tolerance when a decimal was written (or the item gives one); a
+    percent side may be v/100."""
     pred_values = [pred[0], pred[0] / 100] if pred_percent and not gold_percent else [pred[0]]
     gold_values = [gold[0], gold[0] / 100] if gold_percent and not pred_percent else [gold[0]]
     rounded = pred[1] or gold[1]
@@ -42,11 +52,27 @@ def _numbers_equal(
         for g in gold_values:
             if p == g or (rounded and _close(p, g)):
                 return True
+            if tolerance is not None and abs(p - g) <= tolerance * Fraction(101, 100):
+                return True
     return False
 
 
-def judge(pred: str | None, gold: str, timeout_s: float = 5.0) -> tuple[bool, str]:
-    """(verdict, method) with method one of no_answer/exact/numeric/symbolic/timeout."""
+def _tolerance(value: float | None) -> Fraction | None:
+    if value is None:
+        return None
+    if not value >= 0 or value == float("inf"):
+        raise ValueError(f"tolerance={value} must be a finite number >= 0")
+    return Fraction(value)
+
+
+def judge(
+    pred: str | None, gold: str, timeout_s: float = 5.0, tolerance: float | None = None
+) -> tuple[bool, str]:
+    """(verdict, method) with method one of no_answer/exact/numeric/symbolic/timeout.
+
+    Any pred string, however long or malformed, gets a verdict: untrusted model output never
+    makes grading raise. `tolerance`: the item's absolute numeric tolerance, if it has one.
+    """
     if pred is None or not pred.strip():
         return False, "no_answer"
     pred_canon, pred_percent = canonical_answer(pred)
@@ -57,20 +83,31 @@ def judge(pred: str | None, gold: str, timeout_s: float = 5.0) -> tuple[bool, st
         return True, "exact"
     pred_num, gold_num = parse_number(pred_canon), parse_number(gold_canon)
     if pred_num is not None and gold_num is not None:
-        return _numbers_equal(pred_num, pred_percent, gold_num, gold_percent), "numeric"
+        equal = _numbers_equal(
+            pred_num, pred_percent, gold_num, gold_percent, _tolerance(tolerance)
+        )
+        return equal, "numeric"
+    if (is_long_number(pred_canon) or pred_num is not None) and (
+        is_long_number(gold_canon) or gold_num is not None
+    ):
+        return False, "numeric"
     verdict = get_pool().check(clean_answer(gold)[0], clean_answer(pred)[0], timeout_s)
     if verdict is None:
         return False, "timeout"
     return verdict, "symbolic"
 
 
-def is_equivalent(pred: str | None, gold: str, timeout_s: float = 5.0) -> bool:
+def is_equivalent(
+    pred: str | None, gold: str, timeout_s: float = 5.0, tolerance: float | None = None
+) -> bool:
     """Whether a final answer equals the gold answer; None or a timeout count as unequal."""
-    return judge(pred, gold, timeout_s)[0]
+    return judge(pred, gold, timeout_s, tolerance)[0]
 
 
-def grade(output_text: str, gold: str, timeout_s: float = 5.0) -> dict:
+def grade(
+    output_text: str, gold: str, timeout_s: float = 5.0, tolerance: float | None = None
+) -> dict:
     """Grades a whole model output: {"answer": extracted or None, "correct", "method"}."""
     answer = extract_answer(output_text)
-    correct, method = judge(answer, gold, timeout_s)
+    correct, method = judge(answer, gold, timeout_s, tolerance)
     return {"answer": answer, "correct": correct, "method": method}

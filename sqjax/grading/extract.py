@@ -1,7 +1,8 @@
 """Final-answer extraction from model outputs and gold fields.
 
-The rules follow the paper's evaluation (stage 8): the last `\\boxed{}` wins, else the text
-after "the answer is". GSM8K gold answers follow `#### `.
+The rules follow the paper's evaluation (stage 8): the last `\\boxed{}` wins, else a
+GSM8K-style final line `#### 42` (models trained on GSM8K solutions end that way), else the
+text after "the answer is". GSM8K gold answers follow `#### `.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from sqjax.errors import SqjaxError
 _BOX_RE = re.compile(r"\\(?:boxed|fbox)(?![a-zA-Z])")
 _ANSWER_IS_RE = re.compile(r"the\s+(?:final\s+)?answer\s+is\b", re.IGNORECASE)
 _SENTENCE_END_RE = re.compile(r"\.(?:\s|$)")
+_GSM8K_LINE_RE = re.compile(r"^[ \t]*####[ \t]*(\S[^\n]*?)[ \t]*$", re.MULTILINE)
 
 
 def _braced(text: str, start: int) -> str | None:
@@ -75,15 +77,25 @@ def _answer_is_tail(text: str) -> str | None:
     return tail or None
 
 
+def _gsm8k_line(text: str) -> str | None:
+    """The answer on the last `#### ...` line; None if there is none."""
+    matches = list(_GSM8K_LINE_RE.finditer(text))
+    if not matches:
+        return None
+    answer = matches[-1].group(1).strip().rstrip(".").strip().strip("$").strip()
+    return answer or None
+
+
 def extract_answer(text: str) -> str | None:
-    """The final answer of a model output: last boxed content, else "the answer is ...".
+    """The final answer of a model output: last boxed content, else a `#### ...` final line,
+    else "the answer is ...".
 
     Returns None when the output states no final answer.
     """
     boxed = last_boxed_content(text)
     if boxed:
         return boxed
-    return _answer_is_tail(text)
+    return _gsm8k_line(text) or _answer_is_tail(text)
 
 
 def gsm8k_gold(answer_field: str) -> str:

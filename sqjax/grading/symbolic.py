@@ -6,6 +6,8 @@ multiprocessing's spawn); a child that overruns the limit is killed and replaced
 background.
 Safe to call from many threads at once: each thread borrows one worker. Workers are killed at
 interpreter exit, and a forked child process builds its own pool instead of sharing one.
+Workers start with a scrubbed environment (`worker_env`): they read untrusted model output, so
+no API key or token of the parent's environment is there to leak.
 """
 
 from __future__ import annotations
@@ -25,6 +27,24 @@ from sqjax.errors import SqjaxError
 
 _WORKER_SCRIPT = str(Path(__file__).with_name("_worker.py"))
 STARTUP_TIMEOUT_S = 120.0
+# The only variables a worker inherits: where Python and its packages are, locale, temp dir.
+WORKER_ENV_KEYS = (
+    "PATH",
+    "HOME",
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TMPDIR",
+    "PYTHONPATH",
+    "PYTHONHOME",
+    "VIRTUAL_ENV",
+    "SYSTEMROOT",
+)
+
+
+def worker_env() -> dict[str, str]:
+    """The parent's environment reduced to WORKER_ENV_KEYS (no keys, tokens or credentials)."""
+    return {k: os.environ[k] for k in WORKER_ENV_KEYS if k in os.environ}
 
 
 def _pool_size_from_env() -> int:
@@ -50,6 +70,7 @@ class _Worker:
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             close_fds=True,
+            env=worker_env(),
         )
         self._buffer = b""
         hello = self._read_line(time.monotonic() + STARTUP_TIMEOUT_S)
