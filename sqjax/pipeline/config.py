@@ -1,7 +1,8 @@
 """Run configs: YAML -> frozen `RunConfig`, with `--set key=value` overrides.
 
 Unknown keys, wrong types and model names missing from the `models` table are SqjaxErrors
-naming the key path, the file (or `--set` option) and the expected type.
+naming the key path, the file (or `--set` option) and the expected type. Names that become
+directory names (models, benchmarks) must be plain identifiers (sqjax.pipeline.names).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import yaml
 from sqjax import assets
 from sqjax.errors import SqjaxError
 from sqjax.pipeline import sections as S
+from sqjax.pipeline.names import check_name
 from sqjax.pipeline.typed import build
 
 
@@ -149,9 +151,14 @@ def model_refs(obj: Any, path: str = "") -> list[tuple[str, str]]:
 
 
 def check_model_names(cfg: RunConfig, source: str) -> None:
-    """Every model field names a `models` entry, optionally as `<stage>:<name>`."""
+    """Every model and benchmark name is a plain identifier; every model field names a
+    `models` entry, optionally as `<stage>:<name>`."""
     from sqjax import stages
 
+    for name in cfg.models:
+        check_name(name, "models", source)
+    for name in cfg.eval.benchmarks:
+        check_name(name, "eval.benchmarks", source)
     for key, ref in model_refs(cfg):
         stage, _, name = ref.rpartition(":")
         if stage and stage not in stages.names():

@@ -15,6 +15,7 @@ from typing import Any
 
 from sqjax.data.jsonl import atomic_write_jsonl
 from sqjax.pipeline.context import StageContext
+from sqjax.pipeline.names import confined
 
 
 def artifact_dir(ctx: StageContext, model: str) -> Path:
@@ -38,7 +39,7 @@ def load_for_training(ctx: StageContext, ref: str) -> tuple[Any, Any, str | None
 
 def write_data(ctx: StageContext, model: str, rows: list[dict]) -> str:
     """The training rows as RUN/<stage>/train/<model>/data.jsonl; returns its path."""
-    path = ctx.stage_dir / "train" / model / "data.jsonl"
+    path = confined(ctx.stage_dir / "train" / model / "data.jsonl", ctx.stage_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_jsonl(path, rows)
     return str(path)
@@ -50,9 +51,9 @@ def train_and_publish(ctx: StageContext, model: str, cfg: Any) -> dict:
     from sqjax.stages.common import forget_models
     from sqjax.training.api import train
 
+    target = confined(artifact_dir(ctx, model), ctx.stage_dir)  # replaced below
     forget_models()  # free sampling copies before the trainer loads its own
     result = train(cfg)
-    target = artifact_dir(ctx, model)
     if ctx.process_index == 0:  # the one writer of a multi-process run
         target.parent.mkdir(parents=True, exist_ok=True)
         if target.exists():
