@@ -12,6 +12,7 @@ import importlib.util
 import os
 from pathlib import Path
 
+from sqjax import paths
 from sqjax.errors import SqjaxError
 
 PREFIX = "asset:"
@@ -62,15 +63,16 @@ def is_available(path: str) -> bool:
         return False
 
 
-def resolve(path: str | os.PathLike) -> Path:
-    """Resolves an `asset:PKG/REL` value to the installed file; other values are plain paths.
+def resolve(path: str | os.PathLike) -> paths.AnyPath:
+    """Resolves an `asset:PKG/REL` value to the installed file; other values are paths
+    (local, or gs:// as sqjax.paths reads them; another URL scheme is an error).
 
     Raises SqjaxError naming the package and the pip command when the package is missing,
     or the file when the package lacks it (a different package version).
     """
     text = os.fspath(path)
     if not text.startswith(PREFIX):
-        return Path(text).expanduser()
+        return paths.as_path(text)
     package, _, rel = text[len(PREFIX) :].partition("/")
     if not package:
         raise SqjaxError(f"{text!r}: expected asset:PACKAGE/PATH, e.g. {SMOLLM2_GGUF}")

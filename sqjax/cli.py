@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import sys
-from pathlib import Path
 
 import click
 
@@ -133,6 +132,7 @@ def stage(
 ) -> None:
     """Run (or resume) one stage NAME."""
     from sqjax import stages
+    from sqjax.paths import as_path
     from sqjax.pipeline.config import load_config
     from sqjax.pipeline.runner import run_stage
 
@@ -142,7 +142,7 @@ def stage(
     _setup_jax()
     _join(coordinator, num_processes, process_id)
     m = run_stage(cfg, name, restart=restart, run_dir=run_dir)
-    click.echo(f"{name}: {m.get('rows_out', 0):,} rows in {Path(run_dir or cfg.run_dir) / name}")
+    click.echo(f"{name}: {m.get('rows_out', 0):,} rows in {as_path(run_dir or cfg.run_dir) / name}")
 
 
 @cli.command("run")
@@ -194,13 +194,14 @@ def report(run_dir: str) -> None:
 
 
 def _run_all(cfg, run_dir: str | None, first: str | None, last: str | None) -> None:
+    from sqjax.paths import as_path
     from sqjax.pipeline.report import build_report
     from sqjax.pipeline.runner import run_pipeline, topology
     from sqjax.stages.reward import dataset_path
 
     _setup_logging()
     run_pipeline(cfg, first, last, run_dir)
-    out = Path(run_dir or cfg.run_dir)
+    out = as_path(run_dir or cfg.run_dir)
     if topology()[0] != 0:  # process 0 writes the report of a multi-process run
         return
     if dataset_path(out).is_file():

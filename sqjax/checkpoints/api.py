@@ -1,7 +1,7 @@
 """Public loading API: `load_model`, `load_tokenizer`, `export_hf`.
 
-A model path is an HF directory (config.json + safetensors), a `.gguf` file, an
-`asset:PKG/FILE` value (sqjax.assets), or a hub id such as `Qwen/Qwen2-Math-7B-Instruct`. A hub
+A model path is an HF directory (config.json + safetensors; local or gs://, whose weights are
+read in byte ranges), a local `.gguf` file, an `asset:PKG/FILE` value (sqjax.assets), or a hub id such as `Qwen/Qwen2-Math-7B-Instruct`. A hub
 id is resolved with `huggingface_hub.snapshot_download` (its cache first, the hub only when the
 id is not cached and HF_HUB_OFFLINE is unset), and only when no local path of that name exists.
 """
@@ -15,7 +15,7 @@ from typing import Any
 
 from jax.sharding import Mesh
 
-from sqjax import assets
+from sqjax import assets, paths
 from sqjax.checkpoints import gguf_cache
 from sqjax.checkpoints.gguf_io import load_gguf, load_gguf_tokenizer
 from sqjax.checkpoints.safetensors_io import export_hf, load_hf_dir
@@ -31,8 +31,9 @@ HUB_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "*.tik
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 
 
-def resolve_path(path: str | os.PathLike) -> Path:
-    """A local directory or file for an HF dir, a .gguf, an `asset:` value or a hub id."""
+def resolve_path(path: str | os.PathLike) -> paths.AnyPath:
+    """A directory (local or gs://) or local file for an HF dir, a .gguf, an `asset:` value or
+    a hub id."""
     text = os.fspath(path)
     local = assets.resolve(text)
     if local.exists():
@@ -84,6 +85,7 @@ def load_model(
     """
     dtype, param_dtype = _dtypes(dtype, param_dtype)
     local = resolve_path(path)
+    _check_remote_file(local)
     kw: dict[str, Any] = {
         "mesh": mesh,
         "rules": rules or SAMPLE_RULES,
@@ -103,9 +105,11 @@ def load_model(
 
 def load_tokenizer(path: str | os.PathLike):
     """The transformers tokenizer (with its chat template) of an HF dir, .gguf, asset or hub id."""
-    from transformers import AutoTokenizer
-
     local = resolve_path(path)
+    _check_remote_file(local)
+    if paths.is_remote(local):  # tokenizer files only, never the weights
+        with paths.local_dir(local, skip=(".safetensors", ".gguf")) as copy:
+            return _hf_tokenizer(copy)
     if local.is_file():
         if local.suffix != ".gguf":
             raise SqjaxError(
@@ -114,7 +118,22 @@ def load_tokenizer(path: str | os.PathLike):
         if not gguf_cache.enabled():
             return load_gguf_tokenizer(local)
         local = gguf_cache.converted(local)
+    return _hf_tokenizer(local)
+
+
+def _hf_tokenizer(local: Path):
+    from transformers import AutoTokenizer
+
     try:
         return AutoTokenizer.from_pretrained(str(local))
     except (OSError, ValueError) as e:
         raise SqjaxError(f"{local}: no loadable tokenizer ({str(e).splitlines()[0]})") from None
+
+
+def _check_remote_file(path: paths.AnyPath) -> None:
+    """A model in a bucket is an HF directory: a .gguf is read whole, so copy it locally."""
+    if paths.is_remote(path) and path.is_file():
+        raise SqjaxError(
+            f"{path}: only HF directories (config.json + safetensors) load from a bucket; "
+            "copy the .gguf to a local disk, or stage its converted HF directory in the bucket"
+        )

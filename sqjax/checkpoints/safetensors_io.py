@@ -5,6 +5,9 @@ one tensor at a time, so the host holds about one tensor beyond the model. Expor
 config.json, generation_config.json and safetensors shards (with an index when there is more
 than one) into a temporary sibling directory and moves the files into place only when all of
 them are written.
+
+A gs:// directory (sqjax.paths) is read tensor by tensor with byte-range reads, never copied
+whole; an export to gs:// is written locally and uploaded, config.json last.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from jax.sharding import Mesh
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
+from sqjax import paths
 from sqjax.checkpoints.convert import export_tensors, load_from_tensors
 from sqjax.errors import SqjaxError
 from sqjax.models.config import ModelConfig
@@ -53,7 +57,7 @@ _RAW_DTYPES = {
 
 def read_hf_config(model_dir: str | os.PathLike) -> dict[str, Any]:
     """The parsed config.json of an HF model directory."""
-    path = Path(model_dir) / "config.json"
+    path = paths.as_path(model_dir) / "config.json"
     if not path.is_file():
         raise SqjaxError(
             f"{model_dir}: no config.json; point at an HF model directory (save_pretrained output)"
@@ -66,13 +70,13 @@ def read_hf_config(model_dir: str | os.PathLike) -> dict[str, Any]:
 
 def load_config(model_dir: str | os.PathLike, **overrides: Any) -> ModelConfig:
     return from_hf_config(
-        read_hf_config(model_dir), str(Path(model_dir) / "config.json"), **overrides
+        read_hf_config(model_dir), str(paths.as_path(model_dir) / "config.json"), **overrides
     )
 
 
-def weight_files(model_dir: str | os.PathLike) -> dict[str, Path]:
+def weight_files(model_dir: str | os.PathLike) -> dict[str, paths.AnyPath]:
     """Maps every tensor key to the shard that holds it; checks that every shard exists."""
-    model_dir = Path(model_dir)
+    model_dir = paths.as_path(model_dir)
     index = model_dir / INDEX_FILE
     if index.is_file():
         try:
@@ -99,8 +103,12 @@ def weight_files(model_dir: str | os.PathLike) -> dict[str, Path]:
 
 
 @contextlib.contextmanager
-def _open(path: Path):
+def _open(path: paths.AnyPath):
     """safe_open with corrupt or truncated files reported as one-line SqjaxErrors."""
+    if paths.is_remote(path):
+        with paths.open_binary(path) as f:
+            yield _RangeReader(path, f)
+        return
     try:
         handle = safe_open(str(path), framework="numpy")
     except (SafetensorError, OSError) as e:
@@ -109,6 +117,35 @@ def _open(path: Path):
         ) from None
     with handle as f:
         yield f
+
+
+class _RangeReader:
+    """safe_open's keys() and get_tensor() over a file object: the header once, then each
+    tensor's byte range (a gs:// file is read in ranges, never downloaded whole)."""
+
+    def __init__(self, path: paths.AnyPath, f: Any) -> None:
+        self.path, self.f = path, f
+        try:
+            (n,) = struct.unpack("<Q", f.read(8))
+            self.header = json.loads(f.read(n))
+        except (struct.error, ValueError, UnicodeDecodeError) as e:
+            raise SqjaxError(
+                f"{path}: truncated or corrupt safetensors file ({e}); re-download or re-export it"
+            ) from None
+        self.header.pop("__metadata__", None)
+        self.base = 8 + n
+
+    def keys(self) -> list[str]:
+        return list(self.header)
+
+    def get_tensor(self, key: str) -> np.ndarray:
+        meta = self.header[key]
+        begin, end = meta["data_offsets"]
+        self.f.seek(self.base + begin)
+        data = self.f.read(end - begin)
+        if len(data) != end - begin:
+            raise SqjaxError(f"{self.path}: tensor {key!r} is truncated; re-upload the file")
+        return np.frombuffer(data, _RAW_DTYPES[meta["dtype"]]).reshape(meta["shape"])
 
 
 def read_raw(path: Path, key: str) -> np.ndarray:
@@ -209,18 +246,22 @@ def export_hf(
     *,
     max_shard_bytes: int = DEFAULT_SHARD_BYTES,
     tokenizer: Any = None,
-) -> Path:
+) -> paths.AnyPath:
     """Writes an HF directory (config, weights in the param dtype, tokenizer if given) that
     transformers loads with `from_pretrained`. Files appear only once all are written; stale
     weight files of an earlier export in out_dir are removed.
 
     In a multi-process run every process calls this (the weights are gathered together) and
     process 0 alone writes."""
-    out_dir = Path(out_dir)
     if jax.process_count() > 1 and jax.process_index() != 0:
         for _ in export_tensors(model):
             pass
-        return out_dir
+        return paths.as_path(out_dir)
+    if paths.is_remote(out_dir):
+        with paths.staged_dir(out_dir, stale=("model",)) as local:
+            export_hf(model, local, max_shard_bytes=max_shard_bytes, tokenizer=tokenizer)
+        return paths.as_path(out_dir)
+    out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp-"))
     try:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 from typing import Any
 
+from sqjax import paths
 from sqjax.errors import SqjaxError
 
 
@@ -18,7 +17,7 @@ def read_jsonl(path: str | os.PathLike, required: Iterable[str] = ()) -> Iterato
     Raises SqjaxError naming the file and line for a line that is not a JSON object or
     lacks a required field.
     """
-    path = Path(path)
+    path = paths.as_path(path)
     if not path.is_file():
         raise SqjaxError(f"{path}: no such file; check the path in your config")
     required = tuple(required)
@@ -47,20 +46,9 @@ def load_jsonl(path: str | os.PathLike, required: Iterable[str] = ()) -> list[di
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Writes data to path so that readers see either the old file or the new one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Writes data to path (local or gs://) so that readers see either the old file or the
+    new one (sqjax.paths.write_bytes)."""
+    paths.write_bytes(path, data)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

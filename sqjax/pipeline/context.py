@@ -12,12 +12,12 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from sqjax import assets
 from sqjax.data.jsonl import atomic_write_json, atomic_write_jsonl, read_jsonl
 from sqjax.errors import SqjaxError
+from sqjax.paths import AnyPath
 from sqjax.pipeline import shards as sh
 from sqjax.pipeline.config import ModelEntry, RunConfig, resolve_model
 from sqjax.pipeline.progress import Progress
@@ -58,7 +58,7 @@ class ShardInfo:
 class ShardOutput:
     """The rows a `map_shards` call produced, read lazily from its shards in order."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: AnyPath) -> None:
         self.directory = directory
 
     def __iter__(self) -> Iterator[dict]:
@@ -76,7 +76,7 @@ class StageContext:
         name: str,
         config: RunConfig,
         section: Any,
-        run_dir: Path,
+        run_dir: AnyPath,
         manifest: dict,
         inputs: Sequence[str],
         process_index: int = 0,
@@ -118,7 +118,7 @@ class StageContext:
             yield row
 
     def read_input(self, path: str, required: Sequence[str] = ()) -> list[dict]:
-        """Rows of a JSONL input file (plain path or `asset:`); errors name file and line,
+        """Rows of a JSONL input file (local, gs:// or `asset:`); errors name file and line,
         an empty file is an error."""
         resolved = assets.resolve(path)
         rows = list(read_jsonl(resolved, required))
@@ -197,7 +197,7 @@ class StageContext:
         bound: tuple[int, int],
         index: int,
         step: str,
-        out_dir: Path,
+        out_dir: AnyPath,
     ) -> sh.ShardStats:
         rows = list(items[slice(*bound)])
         seed = sh.shard_seed(self.config.seed, self.name, step, index)
@@ -226,14 +226,14 @@ class StageContext:
             steps[step] = meta
             self.save_manifest(force=True)  # later attempts check their input against it
 
-    def _check_done_chunk(self, shard: Path, rows: Sequence[dict]) -> None:
+    def _check_done_chunk(self, shard: AnyPath, rows: Sequence[dict]) -> None:
         if sh.read_stats(shard).get("input_hash") != sh.rows_hash(rows):
             raise SqjaxError(
                 f"{shard} was made from other input rows than this run gives it (is the "
                 f"stage's input deterministic?); rerun with --restart"
             )
 
-    def _wait_for_chunks(self, out_dir: Path, n_shards: int) -> None:
+    def _wait_for_chunks(self, out_dir: AnyPath, n_shards: int) -> None:
         said = 0.0
         while len(sh.list_shards(out_dir)) < n_shards:
             self.sync.check()  # a failed process writes no more shards

@@ -9,11 +9,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from pathlib import Path
 from typing import Any
 
 from sqjax.data.jsonl import atomic_write_json
 from sqjax.errors import SqjaxError
+from sqjax.paths import AnyPath
 from sqjax.pipeline.config import RunConfig, get_key, model_refs
 from sqjax.stages import StageSpec
 
@@ -60,7 +60,7 @@ def input_stages(cfg: RunConfig, spec: StageSpec) -> list[str]:
     return found
 
 
-def read_manifest(stage_dir: Path) -> dict | None:
+def read_manifest(stage_dir: AnyPath) -> dict | None:
     path = stage_dir / MANIFEST
     if not path.is_file():
         return None
@@ -72,11 +72,11 @@ def read_manifest(stage_dir: Path) -> dict | None:
         ) from None
 
 
-def write_manifest(stage_dir: Path, manifest: dict) -> None:
+def write_manifest(stage_dir: AnyPath, manifest: dict) -> None:
     atomic_write_json(stage_dir / MANIFEST, manifest)
 
 
-def input_hashes(run_dir: Path, stage: str, upstream: list[str]) -> dict[str, str]:
+def input_hashes(run_dir: AnyPath, stage: str, upstream: list[str]) -> dict[str, str]:
     """Output hash of each upstream stage; SqjaxError if one has not finished."""
     hashes = {}
     for name in upstream:

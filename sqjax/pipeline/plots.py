@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import io
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from sqjax import paths
+from sqjax.paths import AnyPath
 
-def rows_and_drops(manifests: dict[str, dict], path: Path) -> Path:
+
+def _save(fig, path: AnyPath) -> AnyPath:
+    """The figure as a PNG at `path` (local or gs://), closed."""
+    buffer = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    paths.write_bytes(path, buffer.getvalue())
+    return path
+
+
+def rows_and_drops(manifests: dict[str, dict], path: AnyPath) -> AnyPath:
     """Bars of rows out per stage, and horizontal bars of rows dropped by (stage, reason)."""
     names = list(manifests)
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 7))
@@ -30,19 +43,13 @@ def rows_and_drops(manifests: dict[str, dict], path: Path) -> Path:
     else:
         bottom.text(0.5, 0.5, "no rows dropped", ha="center", va="center")
         bottom.set_axis_off()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
-def histogram(values: list[float], title: str, path: Path) -> Path:
+def histogram(values: list[float], title: str, path: AnyPath) -> AnyPath:
     """A histogram of one numeric per-row stat."""
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.hist(values, bins=min(50, max(5, len(set(values)))), color="tab:green")
     ax.set_title(f"{title} (n={len(values):,})")
     ax.set_ylabel("rows")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)

@@ -8,11 +8,13 @@ import json
 import numbers
 from pathlib import Path
 
-from sqjax import stages
+from sqjax import paths, stages
 from sqjax.data.jsonl import atomic_write_text
 from sqjax.errors import SqjaxError
+from sqjax.paths import AnyPath
 from sqjax.pipeline import shards as sh
 from sqjax.pipeline.manifest import read_manifest
+from sqjax.pipeline.quality_report import clean_ratio_section, quality_section
 
 # Table 4 of the paper, A100-40G hours per stage (QFT is the sum of its two models;
 # the paper reports solvability + difficulty filtering together).
@@ -28,16 +30,17 @@ PAPER_HOURS = {
 MAX_STAT_ROWS = 100_000
 
 
-def build_report(run_dir: str | Path, examples: int = 2) -> Path:
-    """Writes RUN/report.md (and its PNGs) from the manifests and outputs in RUN."""
-    run_dir = Path(run_dir)
+def build_report(run_dir: str | Path, examples: int = 2) -> AnyPath:
+    """Writes RUN/report.md (and its PNGs) from the manifests and outputs in RUN (local or
+    gs://)."""
+    run_dir = paths.as_path(run_dir)
     manifests = {n: m for n in stages.names() if (m := read_manifest(run_dir / n))}
     if not manifests:
         raise SqjaxError(f"{run_dir}: no stage output found; run a stage first")
     from sqjax.pipeline import plots
 
     files = run_dir / "report_files"
-    files.mkdir(parents=True, exist_ok=True)
+    paths.makedirs(files)
     lines = [f"# sqjax run report: {run_dir}", ""]
     plots.rows_and_drops(manifests, files / "rows.png")
     lines += [
@@ -50,6 +53,7 @@ def build_report(run_dir: str | Path, examples: int = 2) -> Path:
     ]
     lines += _stat_sections(run_dir, manifests, files)
     lines += _probe_section(manifests)
+    lines += quality_section(manifests) + clean_ratio_section(manifests)
     lines += _score_section(manifests.get("eval", {}))
     lines += _metric_sections(manifests)
     lines += ["## Cost (shape of the paper's Table 4)", "", _cost_table(manifests), ""]
@@ -73,7 +77,7 @@ def _rows_table(manifests: dict[str, dict]) -> str:
     return "\n".join(rows)
 
 
-def _stat_sections(run_dir: Path, manifests: dict[str, dict], files: Path) -> list[str]:
+def _stat_sections(run_dir: AnyPath, manifests: dict[str, dict], files: AnyPath) -> list[str]:
     from sqjax.pipeline import plots
 
     lines: list[str] = []
@@ -183,7 +187,7 @@ def _cost_table(manifests: dict[str, dict]) -> str:
     return "\n".join(rows)
 
 
-def _example_sections(run_dir: Path, manifests: dict[str, dict], n: int) -> list[str]:
+def _example_sections(run_dir: AnyPath, manifests: dict[str, dict], n: int) -> list[str]:
     lines = ["## Example rows", ""]
     for name, m in manifests.items():
         if not m.get("finished") or not m.get("rows_out"):

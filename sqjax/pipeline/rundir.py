@@ -4,27 +4,31 @@ RUN/<stage>/            final output shards, manifest.json, log.txt (log.p<i>.tx
 RUN/<stage>/steps/<s>/  shards of intermediate steps (`ctx.map_shards(..., step=s)`)
 RUN/<stage>/artifacts/  checkpoints and other files a stage writes (`ctx.artifacts_dir`)
 RUN/<stage>.old-<time>/ output moved aside by --restart (never deleted)
+
+RUN is a local directory or a gs:// prefix (sqjax.paths); on a multi-host slice it must be
+the bucket, which every host reads and writes.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 
+from sqjax import paths
 from sqjax.errors import SqjaxError
+from sqjax.paths import AnyPath
 from sqjax.pipeline.manifest import changed_keys, read_manifest
 
 
-def stage_dir(run_dir: Path, stage: str) -> Path:
+def stage_dir(run_dir: AnyPath, stage: str) -> AnyPath:
     return run_dir / stage
 
 
-def step_dir(stage_path: Path, step: str) -> Path:
+def step_dir(stage_path: AnyPath, step: str) -> AnyPath:
     return stage_path / "steps" / step if step else stage_path
 
 
-def move_aside(path: Path) -> Path:
+def move_aside(path: AnyPath) -> AnyPath:
     """Renames `path` to `<path>.old-<YYYYmmdd-HHMMSS>[-k]` and returns the new path."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
     target = path.with_name(f"{path.name}.old-{stamp}")
@@ -32,12 +36,12 @@ def move_aside(path: Path) -> Path:
     while target.exists():
         target = path.with_name(f"{path.name}.old-{stamp}-{k}")
         k += 1
-    path.rename(target)
+    paths.move_tree(path, target)
     return target
 
 
 def prepare(
-    path: Path, config_hash: str, stage_cfg: dict, inputs: dict[str, str], restart: bool
+    path: AnyPath, config_hash: str, stage_cfg: dict, inputs: dict[str, str], restart: bool
 ) -> dict | None:
     """Checks that existing output in `path` may be resumed; returns its manifest or None
     (a new stage, whose directory it creates, so other processes may log into it).
@@ -51,11 +55,11 @@ def prepare(
         logging.getLogger("sqjax").warning("moved the old output of %s to %s", stage, moved)
     manifest = read_manifest(path)
     if manifest is None:
-        if path.exists() and any(path.iterdir()):
+        if paths.has_entries(path):
             raise SqjaxError(
                 f"{path} holds files but no manifest.json; rerun with --restart to move them aside"
             )
-        path.mkdir(parents=True, exist_ok=True)
+        paths.makedirs(path)
         return None
     if manifest.get("config_hash") != config_hash:
         keys = changed_keys(manifest.get("config", {}), stage_cfg) or ["(unknown)"]

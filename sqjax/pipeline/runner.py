@@ -9,7 +9,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from sqjax import stages
+from sqjax import paths, stages
 from sqjax.errors import SqjaxError
 from sqjax.pipeline import manifest as mf
 from sqjax.pipeline import shards as sh
@@ -51,7 +51,7 @@ def run_stage(
     """Runs (or resumes, or skips if finished) one stage; returns its manifest."""
     spec = stages.spec(name)
     run = stages.load_run(name)
-    run_dir = Path(run_dir or cfg.run_dir)
+    run_dir = paths.as_path(run_dir or cfg.run_dir)
     upstream = mf.input_stages(cfg, spec)
     stage_cfg = mf.stage_config(cfg, spec)
     chash = mf.config_hash(stage_cfg)
@@ -113,7 +113,7 @@ def _execute(ctx: StageContext, run) -> dict:
 
     ctx.save_manifest = save
     save(force=True)  # the manifest comes first: a directory with files but none is refused
-    handler = logging.FileHandler(ctx.stage_dir / log_name(ctx.process_index))
+    handler = paths.log_handler(ctx.stage_dir / log_name(ctx.process_index))
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     ctx.log.addHandler(handler)
     try:

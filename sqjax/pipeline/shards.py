@@ -3,7 +3,8 @@
 A shard `part-<process:05d>-<chunk:05d>.jsonl` is written atomically after its stats file
 `part-...stats.json`; the shard file's existence is the commit, so a chunk is either done
 (both files) or redone. A chunk counts as done whichever process wrote it, so a run may
-resume with a different number of processes.
+resume with a different number of processes. The same holds in a gs:// run directory, where
+each file is one object upload (see sqjax.paths).
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ import json
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
+from sqjax import paths
 from sqjax.data.jsonl import read_jsonl
 from sqjax.errors import SqjaxError
+from sqjax.paths import AnyPath
 
 _SHARD = re.compile(r"^part-(\d{5,})-(\d{5,})\.jsonl$")
 
@@ -25,7 +27,7 @@ def shard_name(process: int, chunk: int) -> str:
     return f"part-{process:05d}-{chunk:05d}.jsonl"
 
 
-def stats_path(shard: Path) -> Path:
+def stats_path(shard: AnyPath) -> AnyPath:
     return shard.with_name(shard.name.removesuffix(".jsonl") + ".stats.json")
 
 
@@ -51,15 +53,14 @@ def chunk_bounds(n_items: int, shard_size: int) -> list[tuple[int, int]]:
     return [(s, min(s + shard_size, n_items)) for s in range(0, n_items, shard_size)]
 
 
-def list_shards(directory: Path) -> dict[int, Path]:
+def list_shards(directory: AnyPath) -> dict[int, AnyPath]:
     """chunk index -> shard file in a directory; two files for one chunk is an error."""
-    found: dict[int, Path] = {}
-    if not directory.is_dir():
-        return found
-    for path in sorted(directory.iterdir()):
-        m = _SHARD.match(path.name)
+    found: dict[int, AnyPath] = {}
+    for name in paths.list_names(directory):
+        m = _SHARD.match(name)
         if not m:
             continue
+        path = directory / name
         chunk = int(m.group(2))
         if chunk in found:
             raise SqjaxError(
@@ -70,22 +71,23 @@ def list_shards(directory: Path) -> dict[int, Path]:
     return found
 
 
-def iter_rows(directory: Path) -> Iterator[dict]:
+def iter_rows(directory: AnyPath) -> Iterator[dict]:
     """Rows of every shard in chunk order (errors name file and line)."""
     shards = list_shards(directory)
     for chunk in sorted(shards):
         yield from read_jsonl(shards[chunk])
 
 
-def remove_stale_temp(directory: Path, process: int) -> None:
+def remove_stale_temp(directory: AnyPath, process: int) -> None:
     """Deletes this process's half-written temporary files left by a killed attempt
-    (atomic writes name them `.part-<process>-...tmp`); finished shards are never touched."""
-    if directory.is_dir():
+    (atomic writes name them `.part-<process>-...tmp`); finished shards are never touched.
+    Object storage has none: an upload cut short leaves no object."""
+    if not paths.is_remote(directory) and directory.is_dir():
         for path in directory.glob(f".part-{process:05d}-*.tmp"):
             path.unlink(missing_ok=True)
 
 
-def read_stats(shard: Path) -> dict:
+def read_stats(shard: AnyPath) -> dict:
     path = stats_path(shard)
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -108,7 +110,7 @@ class ShardStats:
         return {**self.__dict__, "drops": dict(self.drops or {})}
 
 
-def output_hash(directory: Path) -> str:
+def output_hash(directory: AnyPath) -> str:
     """A hash over the shard files' names and bytes, in chunk order."""
     h = hashlib.sha256()
     shards = list_shards(directory)

@@ -8,17 +8,16 @@ artifact exists is not trained again.
 
 from __future__ import annotations
 
-import os
-import shutil
-from pathlib import Path
 from typing import Any
 
+from sqjax import paths
 from sqjax.data.jsonl import atomic_write_jsonl
+from sqjax.paths import AnyPath
 from sqjax.pipeline.context import StageContext
 from sqjax.pipeline.names import confined
 
 
-def artifact_dir(ctx: StageContext, model: str) -> Path:
+def artifact_dir(ctx: StageContext, model: str) -> AnyPath:
     return ctx.artifacts_dir / model
 
 
@@ -40,7 +39,6 @@ def load_for_training(ctx: StageContext, ref: str) -> tuple[Any, Any, str | None
 def write_data(ctx: StageContext, model: str, rows: list[dict]) -> str:
     """The training rows as RUN/<stage>/train/<model>/data.jsonl; returns its path."""
     path = confined(ctx.stage_dir / "train" / model / "data.jsonl", ctx.stage_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_jsonl(path, rows)
     return str(path)
 
@@ -55,10 +53,9 @@ def train_and_publish(ctx: StageContext, model: str, cfg: Any) -> dict:
     forget_models()  # free sampling copies before the trainer loads its own
     result = train(cfg)
     if ctx.process_index == 0:  # the one writer of a multi-process run
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(result.hf_dir, target)
+        paths.makedirs(target.parent)
+        paths.remove_tree(target)  # a move cut short (gs://: copies without config.json)
+        paths.move_tree(result.hf_dir, target)
         ctx.sync.announce(f"published/{model}")
     else:
         ctx.sync.wait_for(f"published/{model}", f"process 0 to write {target}")

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from sqjax.answer.scoring import pair_scores
 from sqjax.answer.selection import best_index, majority_vote
+from sqjax.paths import AnyPath, as_path
 from sqjax.pipeline.context import ShardInfo, StageContext
 from sqjax.pipeline.records import export_dataset, with_score, with_verdict
 from sqjax.stages.common import load_entry
@@ -28,9 +29,9 @@ DESCRIPTION = "score responses with a reward model and keep the best per questio
 DATASET_FILE = "dataset.jsonl"
 
 
-def dataset_path(run_dir: str | Path) -> Path:
+def dataset_path(run_dir: str | Path) -> AnyPath:
     """Where the final (query, response) data set of a run is written."""
-    return Path(run_dir) / NAME / DATASET_FILE
+    return as_path(run_dir) / NAME / DATASET_FILE
 
 
 def group_by_question(rows: list[dict]) -> list[dict]:

@@ -2,6 +2,7 @@
 
 Saves are asynchronous (the step loop continues while arrays are written) and atomic: a
 checkpoint killed mid-write is never listed, so a restart resumes from the last complete one.
+The directory may be gs:// (Orbax's own commit protocol for object storage applies there).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import grain
 import jax
 import orbax.checkpoint as ocp
 
+from sqjax import paths
 from sqjax.training.step import TrainState
 
 
@@ -26,8 +28,10 @@ class Checkpointer:
         options = ocp.CheckpointManagerOptions(
             max_to_keep=keep, enable_async_checkpointing=use_async, create=True
         )
-        self.directory = str(directory)
-        self._manager = ocp.CheckpointManager(os.path.abspath(self.directory), options=options)
+        path = paths.as_path(directory)
+        self.directory = str(path)
+        target = path if paths.is_remote(path) else path.absolute()
+        self._manager = ocp.CheckpointManager(target, options=options)
 
     def latest_step(self) -> int | None:
         return self._manager.latest_step()

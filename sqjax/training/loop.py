@@ -6,7 +6,6 @@ import io
 import math
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import grain
@@ -15,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from sqjax import paths
 from sqjax.data.jsonl import atomic_write_bytes
 from sqjax.errors import SqjaxError
 from sqjax.models.decoder import Decoder
@@ -60,9 +60,9 @@ def _reference_table(cfg: TrainConfig, model: Decoder, rows: list[dict], pairs, 
     """[2, pairs] reference log-probs: from the rows, a saved file, or one forward pass."""
     if all("ref_chosen" in r and "ref_rejected" in r for r in rows):
         return np.asarray([[r["ref_chosen"] for r in rows], [r["ref_rejected"] for r in rows]], np.float32)
-    path = Path(cfg.output_dir) / "reference_logps.npy"
+    path = paths.as_path(cfg.output_dir) / "reference_logps.npy"
     if path.exists():
-        return np.load(path)
+        return np.load(io.BytesIO(path.read_bytes()))
     if cfg.dpo.reference_free:
         return np.zeros((2, len(pairs)), np.float32)
     batches = inputs.reference_batches(pairs, cfg.seq_len, cfg.batch_size // cfg.accum_steps, pad)
@@ -107,7 +107,7 @@ def _counts(batch: dict) -> tuple[int, int]:
 
 def run(cfg: TrainConfig, model: Decoder, tokenizer: Any, mesh) -> TrainResult:
     """Trains `model` (already on `mesh`) as `cfg` says and returns where results went."""
-    out = Path(cfg.output_dir)
+    out = paths.as_path(cfg.output_dir)
     data = _dpo_data(cfg, tokenizer, model) if cfg.loss == "dpo" else _sft_data(cfg, tokenizer)
     total = min(data.num_batches, cfg.max_steps or data.num_batches)
     graphdef, params = nnx.split(model, nnx.Param)
@@ -144,6 +144,7 @@ def run(cfg: TrainConfig, model: Decoder, tokenizer: Any, mesh) -> TrainResult:
                 )
             monitor.log(step + 1, metrics, *_counts(batch), time.perf_counter() - t0)
             if (step + 1) % cfg.save_every == 0 or step + 1 == total:
+                monitor.flush()
                 ckpt.save(step + 1, state, data.iterator)
         ckpt.wait()
     finally:
@@ -160,6 +161,6 @@ def _n_params(state: TrainState) -> int:
 def _export(cfg: TrainConfig, graphdef, state: TrainState, tokenizer: Any) -> str:
     import sqjax
 
-    path = Path(cfg.output_dir) / "hf"
+    path = paths.as_path(cfg.output_dir) / "hf"
     sqjax.export_hf(nnx.merge(graphdef, state.params), path, tokenizer=tokenizer)
     return str(path)

@@ -3,6 +3,9 @@
 MFU = 6 * params * positions / (seconds * peak FLOP/s of all devices). Positions include
 padding (the hardware computes them); peak FLOP/s are dense bf16 figures from the vendors'
 data sheets. CPU has no meaningful peak: its figure is nominal and the MFU is marked so.
+
+In a gs:// output directory the metrics and events are written locally and uploaded whole
+(objects cannot be appended to) every SYNC_S seconds, at `flush()` and at `close()`.
 """
 
 from __future__ import annotations
@@ -10,12 +13,13 @@ from __future__ import annotations
 import json
 import math
 import os
-from pathlib import Path
+import time
 
 import jax
 from tensorboardX import SummaryWriter
 from tqdm import tqdm
 
+from sqjax import paths
 from sqjax.data.jsonl import atomic_write_jsonl
 
 PEAK_FLOPS = {  # per chip, dense bf16
@@ -31,6 +35,7 @@ PEAK_FLOPS = {  # per chip, dense bf16
     "A100": 312e12,
 }
 NOMINAL_FLOPS = 1e12  # used for CPU and unknown devices
+SYNC_S = 30.0  # seconds between uploads of a gs:// output directory's metrics
 
 
 def peak_flops(devices=None) -> tuple[float, bool]:
@@ -52,15 +57,17 @@ class Monitor:
 
     def __init__(self, output_dir: str | os.PathLike, total_steps: int, start_step: int,
                  n_params: int, progress_bar: bool = True):
-        self.path = Path(output_dir) / "metrics.jsonl"
+        self.path = paths.as_path(output_dir) / "metrics.jsonl"
         self.enabled = jax.process_index() == 0
         self.n_params = n_params
         self.peak, self.nominal = peak_flops()
         if not self.enabled:
             return
+        self._mirror = paths.LocalMirror(output_dir)
         self._keep_until(start_step)
-        self._file = self.path.open("a", encoding="utf-8")
-        self._tb = SummaryWriter(str(Path(output_dir) / "tensorboard"))
+        self._file = (self._mirror.local / self.path.name).open("a", encoding="utf-8")
+        self._tb = SummaryWriter(str(self._mirror.local / "tensorboard"))
+        self._synced = time.monotonic()
         self._bar = tqdm(total=total_steps, initial=start_step, disable=not progress_bar, desc="train")
 
     def _keep_until(self, step: int) -> None:
@@ -68,7 +75,7 @@ class Monitor:
         if not self.path.exists():
             return
         rows = [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
-        atomic_write_jsonl(self.path, [r for r in rows if r["step"] <= step])
+        atomic_write_jsonl(self._mirror.local / self.path.name, [r for r in rows if r["step"] <= step])
 
     def log(self, step: int, metrics: dict, tokens: int, positions: int, seconds: float) -> dict:
         """Records step `step` (1-based: steps done) and returns the record."""
@@ -86,10 +93,21 @@ class Monitor:
         self._bar.update(1)
         self._bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}",
                               gnorm=f"{record['grad_norm']:.3f}", tok_s=f"{record['tokens_per_s']:.0f}")
+        if self._mirror.remote and time.monotonic() - self._synced >= SYNC_S:
+            self.flush()
         return record
+
+    def flush(self) -> None:
+        """Makes every record so far readable at `path` (a checkpoint is about to name them)."""
+        if self.enabled:
+            self._file.flush()
+            self._tb.flush()
+            self._mirror.sync()
+            self._synced = time.monotonic()
 
     def close(self) -> None:
         if self.enabled:
             self._file.close()
             self._tb.close()
             self._bar.close()
+            self._mirror.close()
