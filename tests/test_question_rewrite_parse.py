@@ -57,9 +57,36 @@ def test_no_marker_gives_none(reply):
     assert parse_rewrite(reply) is None
 
 
+# a reply in the output format each prompt asks for, with Q as its final question
+PAPER_REPLIES = {
+    "solvability": (
+        "CREATED QUESTION: A shop sells pens.\n"
+        "VERIFICATION AND MODIFICATION: The price is missing; I add it. 3 * 2 = 6.\n"
+        "FINAL QUESTION: " + Q
+    ),
+    "difficulty": (
+        "Step 1 #Methods List#: add a discount\nStep 2 #Plan#: add a 10% discount\n"
+        "Step 3 #Rewritten Problem#: A harder draft.\nStep 4 #Finally Rewritten Problem#: " + Q
+    ),
+}
+OURS = {"solvability": "sqjax-qpo-solvability", "difficulty": "sqjax-qpo-difficulty"}
+
+
 @pytest.mark.parametrize("goal", GOALS)
-def test_prompts_name_the_marker_the_parser_reads(goal):
+def test_paper_prompts_name_the_markers_the_parser_reads(goal):
     prompt = rewrite_prompt(goal, "  " + Q + "\n")
+    assert Q in prompt
+    marker = {"solvability": "FINAL QUESTION:", "difficulty": "#Finally Rewritten Problem#:"}
+    assert marker[goal] in prompt
+    assert parse_rewrite(PAPER_REPLIES[goal]) == Q
+    # markdown-wrapped forms of the same replies
+    assert parse_rewrite(PAPER_REPLIES[goal].replace("FINAL QUESTION:", "**FINAL QUESTION:**")) == Q
+    assert parse_rewrite(PAPER_REPLIES[goal] + "\n\n---\nHope this helps!") == Q
+
+
+@pytest.mark.parametrize("goal", GOALS)
+def test_our_prompts_name_the_marker_the_parser_reads(goal):
+    prompt = rewrite_prompt(goal, "  " + Q + "\n", OURS)
     assert prompt.endswith(Q)
     marker = {"solvability": "### Final Question:", "difficulty": "#Finally Rewritten Problem#:"}[
         goal
@@ -74,11 +101,12 @@ def test_prompts_name_the_marker_the_parser_reads(goal):
     )
 
 
-def test_difficulty_prompt_follows_the_paper():
+def test_paper_prompts_follow_figures_10_and_11():
     prompt = rewrite_prompt("difficulty", Q)
-    assert "10 to 20" in prompt and "#Methods List#" in prompt and "#Plan#" in prompt
+    assert "10 to 20 words" in prompt and "#Methods List#" in prompt and "#Plan#" in prompt
+    assert "you need to first correct the errors within it" in prompt
     solv = rewrite_prompt("solvability", Q)
-    for must in ("teacher", "one answer", "common sense", "self-contained", "no solution"):
-        assert must in solv.lower().replace("exactly one answer", "one answer"), must
+    for must in ("math teacher", "explicitly request multiple-step reasoning", "common sense"):
+        assert must in solv, must
     with pytest.raises(ValueError):
         rewrite_prompt("clarity", Q)

@@ -3,9 +3,9 @@ on replies where the two disagree and where they agree."""
 
 import pytest
 
+from sqjax.question.prompt_library import load_prompt
 from sqjax.question.solvability import (
     IS_MATH,
-    SOLVABLE,
     judge_prompt,
     lax_verdict,
     strict_verdict,
@@ -37,6 +37,14 @@ CASES = [
     ("Reasoning...\n\\boxed{Yes}\n\n", "yes", "yes"),
     ("No mention of yes/no at the end\nso I am unsure", "none", "yes"),
     ("", "none", "no"),
+    # conclusions in the shapes replies to the paper's Figure 12 prompt take
+    (
+        "1. It is a math problem.\n2. It can be solved.\nConclusion: Yes, it is valuable.",
+        "yes",
+        "yes",
+    ),
+    ("Steps...\nSo the answer is **No** because the price is missing.", "no", "no"),
+    ("Steps...\nMy judgment: 'No', since it is not solvable; yes it is math.", "no", "yes"),
 ]
 
 
@@ -52,10 +60,12 @@ def test_table_has_real_disagreements():
 
 
 def test_prompts_ask_for_a_final_yes_or_no():
-    for template in (SOLVABLE, IS_MATH):
-        prompt = judge_prompt(template, " What is 2 + 2?\n")
+    ours = load_prompt("sqjax-solvability-check")
+    for prompt in (ours.fill(" What is 2 + 2?\n"), judge_prompt(IS_MATH, " What is 2 + 2?\n")):
         assert prompt.endswith("What is 2 + 2?") and '"Yes"' in prompt and '"No"' in prompt
-    assert "step by step" in SOLVABLE
+    assert "step by step" in ours.text
+    paper = load_prompt("paper-fig12-solvability-check").fill("What is 2 + 2?")
+    assert "conclude with either 'Yes' or 'No'" in paper
     with pytest.raises(ValueError):
         verdict("Yes", "maybe")
 

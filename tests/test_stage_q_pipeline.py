@@ -1,6 +1,6 @@
 """The question side of the pipeline, stage by stage, on a tiny random model: seed-questions,
 qft, qpo-sample, qpo-rewrite (through a fake OpenAI-compatible server), qpo-pairs, qpo,
-gen-questions, difficulty, filter. Checks row provenance, artifacts that load back, metrics,
+gen-questions, difficulty, filter, rate-questions (the fake server as judge). Checks row provenance, artifacts that load back, metrics,
 determinism of sampling shards, and that the API key is written nowhere."""
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from test_question_tiny import tiny_config, tiny_model_dir
 
 from sqjax.pipeline.config import parse_config
 from sqjax.pipeline.runner import run_stage
+from sqjax.question.prompt_library import PAPER_SYSTEM
+from sqjax.question.quality import LEVELS
 
 pytestmark = pytest.mark.slow
 
@@ -38,16 +40,33 @@ filter:
   solvability: {{enabled: false, judge: tiny}}
   difficulty: {{scorer: "difficulty:tiny", drop_share: 0.5}}
   shard_size: 4
+rate_questions:
+  judge: {{url: "{url}", model: fake-4o, api_key_env: SQJAX_Q_TEST_KEY}}
+  questions_per_source: 3
+  shard_size: 4
+  batch_size: 2
 """
+SOLVABILITY_PHRASES = ("create high quality math word problems", "FINAL QUESTION:")  # Fig. 10
+DIFFICULTY_PHRASES = ("add 10 to 20 words", "#Finally Rewritten Problem#:")  # Fig. 11
+
+
+def judge_reply(prompt: str) -> str:
+    """The fake judge's reply to a Figure 12 or Figure 13 prompt, a function of its length."""
+    if prompt.startswith("# Instruction"):
+        return f'{{"intent": "...", "difficulty": "{LEVELS[len(prompt) % 6 % 5]}"}}'
+    return "It is a math problem...\n" + ("Yes" if len(prompt) % 2 else "No")
 
 
 def rewriter(body: dict) -> tuple[int, str]:
-    """A fake optimizer: one reply in three has no marker; the others a numbered question."""
-    prompt = body["messages"][0]["content"]
+    """A fake optimizer: one reply in three has no marker; the others a numbered question in
+    the format the prompt asks for. Judge prompts get judge_reply."""
+    prompt = body["messages"][-1]["content"]
     k = len(prompt)
+    if "Given Problem:" in prompt or prompt.startswith("# Instruction"):
+        return 200, judge_reply(prompt)
     if k % 3 == 0:
         return 200, "I could not decide how to rewrite it."
-    return 200, f"Plan...\n**Final Question:** A shop sells {k} pens at $3 each. What do they cost?"
+    return 200, f"Plan...\nFINAL QUESTION: A shop sells {k} pens at $3 each. What do they cost?"
 
 
 @pytest.fixture(scope="module")
@@ -100,15 +119,31 @@ def test_qpo_side(env):
     )
     m = run_stage(cfg, "qpo-rewrite", run_dir=run)
     rewrites = rows(run, "qpo-rewrite")
-    no_marker = sum("Final Question" not in rewriter(b)[1] for _, _, b in server.requests)
+    no_marker = sum("FINAL QUESTION" not in rewriter(b)[1] for _, _, b in server.requests)
     assert len(server.requests) == sum(bool(r["question"].strip()) for r in sampled)
-    assert m["drops"].get("no_final_question", 0) == no_marker
+    assert sum(n for r, n in m["drops"].items() if r.startswith("no_final_question")) == no_marker
     assert len(rewrites) == len(server.requests) - no_marker > 0
-    assert all(
-        r["rewrite"].startswith("A shop sells") and r["goal"] in ("solvability", "difficulty")
-        for r in rewrites
-    )
-    for _, headers, body in server.requests:  # the prompt of the goal the row records
+    rates = m["metrics"]["parse_rate"]
+    assert sum(g["asked"] for g in rates.values()) == len(server.requests)
+    assert {g: r["parsed"] for g, r in rates.items()} == {
+        g: sum(r["goal"] == g for r in rewrites) for g in ("solvability", "difficulty")
+    }
+    assert all(r["rewrite"].startswith("A shop sells") for r in rewrites)
+    # each kept row's request carried the paper's prompt for the goal the row records, after
+    # the authors' system message: Figure 10 for solvability, Figure 11 for difficulty
+    by_length = {len(b["messages"][-1]["content"]): b for _, _, b in server.requests}
+    assert {r["goal"] for r in rewrites} == {"solvability", "difficulty"}
+    for r in rewrites:
+        body = by_length[int(r["rewrite"].split()[3])]
+        system, user = body["messages"]
+        assert system == {"role": "system", "content": PAPER_SYSTEM}
+        assert r["question"].strip() in user["content"]
+        right, wrong = (SOLVABILITY_PHRASES, DIFFICULTY_PHRASES)[
+            :: 1 if r["goal"] == "solvability" else -1
+        ]
+        assert all(p in user["content"] for p in right), (r["goal"], user["content"][:200])
+        assert not any(p in user["content"] for p in wrong), (r["goal"], user["content"][:200])
+    for _, headers, body in server.requests:
         assert headers["Authorization"] == f"Bearer {KEY}" and body["model"] == "fake-4o-mini"
     run_stage(cfg, "qpo-pairs", run_dir=run)
     pairs = rows(run, "qpo-pairs")
@@ -154,3 +189,39 @@ def test_gen_questions_difficulty_filter(env):
         assert len(cut) == len(alive) // 2
         kept_g = [r["scores"]["fail_rate"] for r in kept if r["generator"] == g]
         assert all(c["scores"]["fail_rate"] <= min(kept_g, default=1e9) for c in cut)
+
+
+def test_rate_questions_through_an_endpoint_judge(env):
+    cfg, run, server = env
+    before = len(server.requests)
+    m = run_stage(cfg, "rate-questions", run_dir=run)
+    rated = rows(run, "rate-questions")
+    groups = {}
+    for stage in ("qpo-sample", "gen-questions", "filter"):
+        for r in rows(run, stage):
+            groups.setdefault(f"{stage} ({r['generator']})", []).append(r["question"])
+    table = m["metrics"]["question_quality"]["sources"]
+    assert set(table) == set(groups)
+    for label, questions in groups.items():
+        mine = [r for r in rated if f"{r['stage']} ({r['generator']})" == label]
+        assert table[label]["n"] == len(mine) == min(3, len(questions))
+        assert all(r["question"] in questions for r in mine)
+        solvable = sum(r["solvable"] == "yes" for r in mine) / len(mine)
+        assert table[label]["solvable_share"] == pytest.approx(solvable)
+    requests = [b for _, _, b in server.requests[before:]]
+    assert len(requests) == 2 * len(rated) and all(b["model"] == "fake-4o" for b in requests)
+    for r in rated:  # each verdict is the judge's reply to the Figure 12 / 13 prompt
+        fig12 = [
+            b for b in requests if b["messages"][-1]["content"].endswith(r["question"].strip())
+        ]
+        fig13 = [
+            b
+            for b in requests
+            if b["messages"][-1]["content"].startswith("# Instruction")
+            and f"## User Query\n{r['question'].strip()}\n" in b["messages"][-1]["content"]
+        ]
+        assert fig12 and fig13
+        assert r["judge_solvable"] == judge_reply(fig12[0]["messages"][-1]["content"])
+        assert r["difficulty"] == r["judge_difficulty"].split('"')[-2]
+        assert r["solvable"] == r["judge_solvable"].splitlines()[-1].lower()
+    assert table["qpo-sample (qft:tiny)"]["kind"] == "raw QFT output"

@@ -67,6 +67,7 @@ class RunConfig:
     gen_questions: S.GenQuestionsConfig = field(default_factory=S.GenQuestionsConfig)
     difficulty: S.DifficultyConfig = field(default_factory=S.DifficultyConfig)
     filter: S.FilterConfig = field(default_factory=S.FilterConfig)
+    rate_questions: S.RateQuestionsConfig = field(default_factory=S.RateQuestionsConfig)
     gen_responses: S.GenResponsesConfig = field(default_factory=S.GenResponsesConfig)
     reward: S.RewardConfig = field(default_factory=S.RewardConfig)
     sft: S.SftConfig = field(default_factory=S.SftConfig)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from sqjax import assets
+from sqjax.question.prompt_library import PAPER_PROMPTS, PAPER_SYSTEM, check_prompt
 
 MODEL_REF = "model_ref"
 MODEL = {MODEL_REF: True}  # field metadata: the value names models
@@ -109,12 +110,23 @@ class HttpEndpoint:
     api_key_env: str = "OPENAI_API_KEY"  # name of the environment variable, never the key
 
 
+def _paper_rewrite_prompts() -> dict[str, str]:
+    return {
+        "solvability": PAPER_PROMPTS["rewrite-solvability"],  # Figure 10
+        "difficulty": PAPER_PROMPTS["rewrite-difficulty"],  # Figure 11
+    }
+
+
 @dataclass(frozen=True)
 class QpoRewriteConfig:
     """Stage qpo-rewrite: an optimizer LLM rewrites each question toward one goal."""
 
     rewriter: str | HttpEndpoint = field(default="", metadata=MODEL)  # model name or endpoint
     solvability_share: float = 0.5  # per-question coin flip: solvability vs difficulty prompt
+    # goal -> prompt library name (sqjax/resources/prompts/index.yaml); paper: Figures 10, 11;
+    # sqjax's rewordings: sqjax-qpo-solvability, sqjax-qpo-difficulty
+    prompts: dict[str, str] = field(default_factory=_paper_rewrite_prompts)
+    system: str | None = PAPER_SYSTEM  # the authors' system turn; None = the template's own
     temperature: float = 0.0
     max_tokens: int = 2048
     shard_size: int = 1_000
@@ -122,6 +134,12 @@ class QpoRewriteConfig:
 
     def __post_init__(self) -> None:
         _require(0 <= self.solvability_share <= 1, "solvability_share must be in [0, 1]")
+        _require(
+            set(self.prompts) == {"solvability", "difficulty"},
+            f"prompts has goals {sorted(self.prompts)}; give exactly solvability and difficulty",
+        )
+        for goal, name in self.prompts.items():
+            check_prompt(name, f"rewrite-{goal}", f"prompts.{goal}")
         _check_sampling(self.temperature, 1.0, self.max_tokens)
         _check_positive(shard_size=self.shard_size, batch_size=self.batch_size)
 
@@ -130,8 +148,10 @@ class QpoRewriteConfig:
 class QpoPairsConfig:
     """Stage qpo-pairs: DPO pairs (chosen = rewrite, rejected = original, prompt = prefix)."""
 
-    drop_identical: bool = True  # a rewrite equal to its original teaches nothing
-    ascii_only: bool = True  # same language rule as the filter stage (sqjax choice)
+    # Neither is in the paper (off here, on in configs/plus.yaml): a rewrite equal to its
+    # original teaches nothing; ascii_only applies the filter stage's language rule.
+    drop_identical: bool = False
+    ascii_only: bool = False
     max_pairs: int | None = None
 
     def __post_init__(self) -> None:
@@ -210,7 +230,9 @@ class LanguageFilter:
 
     def __post_init__(self) -> None:
         _require(bool(self.languages), "languages is empty; list the codes to keep, e.g. [en]")
-        _require(0 <= self.min_confidence <= 1, f"min_confidence={self.min_confidence} must be in [0, 1]")
+        _require(
+            0 <= self.min_confidence <= 1, f"min_confidence={self.min_confidence} must be in [0, 1]"
+        )
         _check_positive(min_letters=self.min_letters)
 
 
@@ -220,9 +242,14 @@ class SolvabilityFilter:
 
     enabled: bool = True
     judge: str = field(default="", metadata=MODEL)
+    prompt: str = PAPER_PROMPTS["solvability-check"]  # Figure 12; or sqjax-solvability-check
+    system: str | None = PAPER_SYSTEM  # the authors' system turn; None = the template's own
     max_tokens: int = 2048  # greedy
     verdict: Literal["strict", "lax"] = "strict"  # lax = "yes" anywhere (the authors' code)
     batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        check_prompt(self.prompt, "solvability-check", "prompt")
 
 
 @dataclass(frozen=True)
@@ -231,7 +258,10 @@ class DifficultyFilter:
 
     enabled: bool = True
     scorer: str = field(default="", metadata=MODEL)  # usually difficulty:<model>
-    drop_share: float = 0.1  # threshold not released: sqjax choice
+    # share of each filtered generator's rows that reach the cut; the paper's 9.2% of the 2M
+    # generated, all from one of two generators: 0.092 * 2 / (1 - 0.201 - 0.194) = 0.304
+    # (derivation in configs/paper/scalequest.yaml)
+    drop_share: float = 0.304
     apply_to: list[str] | None = field(default=None, metadata=MODEL)  # None = all
 
     def __post_init__(self) -> None:
@@ -240,17 +270,19 @@ class DifficultyFilter:
 
 @dataclass(frozen=True)
 class DedupFilter:
-    """Exact-duplicate removal (none in the authors' code)."""
+    """Exact + near-duplicate removal (none in the authors' code: off; on in plus.yaml)."""
 
-    enabled: bool = True
+    enabled: bool = False
     normalize: bool = True  # compare case- and whitespace-folded text
 
 
 @dataclass(frozen=True)
 class DecontamFilter:
-    """Drop questions sharing an n-gram with an evaluation set (benchmarks = eval.benchmarks)."""
+    """Drop questions sharing an n-gram with an evaluation set (benchmarks = eval.benchmarks).
+    The paper did not filter (off; on in plus.yaml) but measured the clean ratio (Table 6),
+    which the filter stage records whether or not it filters."""
 
-    enabled: bool = True
+    enabled: bool = False
     ngram: int = 13
 
     def __post_init__(self) -> None:
@@ -270,6 +302,38 @@ class FilterConfig:
 
     def __post_init__(self) -> None:
         _check_positive(shard_size=self.shard_size)
+
+
+RATED_STAGES = ("qpo-sample", "gen-questions", "filter")
+
+
+@dataclass(frozen=True)
+class RateQuestionsConfig:
+    """Stage rate-questions: the paper's question-quality measurement (Figures 4, 5, 9): an
+    LLM judge (paper: GPT-4o) rates a sample of each (stage, generator)'s questions for
+    solvability (Figure 12 prompt, Yes/No) and difficulty level (Figure 13 prompt, very easy
+    .. very hard). Sources: raw QFT output (qpo-sample), generator output (gen-questions;
+    QPO output for `qpo:` generators) and filtered questions (filter). Empty judge = skip."""
+
+    judge: str | HttpEndpoint = field(default="", metadata=MODEL)  # model name or endpoint
+    sources: list[str] = field(default_factory=lambda: list(RATED_STAGES))
+    questions_per_source: int = 1_000  # seeded sample per (stage, generator); sqjax choice
+    solvability_prompt: str = PAPER_PROMPTS["solvability-check"]
+    difficulty_prompt: str = PAPER_PROMPTS["difficulty-rating"]
+    system: str | None = PAPER_SYSTEM
+    temperature: float = 0.0
+    max_tokens: int = 2048
+    batch_size: int = 64
+    shard_size: int = 1_000
+
+    def __post_init__(self) -> None:
+        unknown = [s for s in self.sources if s not in RATED_STAGES]
+        _require(not unknown, f"sources {unknown} not among {list(RATED_STAGES)}")
+        check_prompt(self.solvability_prompt, "solvability-check", "solvability_prompt")
+        check_prompt(self.difficulty_prompt, "difficulty-rating", "difficulty_prompt")
+        _check_sampling(self.temperature, 1.0, self.max_tokens)
+        _check_positive(questions_per_source=self.questions_per_source)
+        _check_positive(batch_size=self.batch_size, shard_size=self.shard_size)
 
 
 @dataclass(frozen=True)

@@ -110,3 +110,18 @@ def decontam(rows: Sequence[dict], index: EvalIndex) -> tuple[list[dict], list[d
         for r in hit
     ]
     return kept, dropped
+
+
+def clean_ratios(rows: Sequence[dict], benchmarks: Mapping[str, str], n: int) -> dict[str, dict]:
+    """Per evaluation set, the rows sharing no word n-gram with any of its questions (the
+    paper's Table 6): {name: {eval_questions, contaminated, clean_ratio}}."""
+    out = {}
+    for name, path in benchmarks.items():
+        index, sizes = eval_index({name: path}, n)
+        hit = sum(index.match(r["question"]) is not None for r in rows)
+        out[name] = {
+            "eval_questions": sizes[name],
+            "contaminated": hit,
+            "clean_ratio": 1.0 - hit / len(rows) if rows else 1.0,
+        }
+    return out

@@ -19,11 +19,12 @@ from sqjax.question import solvability as sv
 from sqjax.question.generation import sample_from
 from sqjax.question.judging import ask_judge
 from sqjax.question.math_cues import looks_like_math
+from sqjax.question.prompt_library import load_prompt
 from sqjax.stages.common import load_entry
 
 
-def _judge(ctx: StageContext, template: str, questions: list[str], seed: int) -> list[str]:
-    return [r["text"] for r in ask_judge(ctx, template, questions, seed)]
+def _judge(ctx: StageContext, messages: list[str], seed: int) -> list[str]:
+    return [r["text"] for r in ask_judge(ctx, messages, seed)]
 
 
 def _p_yes(ctx: StageContext, questions: list[str]) -> list[float | None]:
@@ -34,7 +35,7 @@ def _p_yes(ctx: StageContext, questions: list[str]) -> list[float | None]:
 
     cfg = ctx.config.filter.solvability
     model, tok, mesh = load_entry(ctx, cfg.judge)
-    fmt, encode = chat_format(tok), encoder(tok)
+    fmt, encode = chat_format(tok, cfg.system), encoder(tok)
     prompts = [encode(fmt.chat_prompt(sv.judge_prompt(sv.IS_MATH_DIRECT, q))) for q in questions]
     try:
         yes = yes_probability(model, tok, prompts, ("Yes",), mesh=mesh)
@@ -51,8 +52,9 @@ def _probe_shard(
     samples = sample_from(ctx, model_ref, len(rows), ctx.config.qpo_sample, info.seed)
     info.add_tokens(sum(s["num_tokens"] for s in samples))
     questions = [s["question"] for s in samples]
-    is_math = _judge(ctx, sv.IS_MATH, questions, info.seed)
-    solvable = _judge(ctx, sv.SOLVABLE, questions, info.seed)
+    is_math = _judge(ctx, [sv.judge_prompt(sv.IS_MATH, q) for q in questions], info.seed)
+    check = load_prompt(ctx.config.filter.solvability.prompt)
+    solvable = _judge(ctx, [check.fill(q) for q in questions], info.seed)
     p_math = _p_yes(ctx, questions)
     return [
         {

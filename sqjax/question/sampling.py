@@ -68,14 +68,16 @@ def chat_replies(
     seed: int,
     n: int = 1,
     top_p: float = 1.0,
+    system: str | None = None,
 ) -> list[list[dict]]:
-    """`n` replies per user message in the model's own chat template:
-    per message, [{"text", "finish_reason", "num_tokens"}]."""
+    """`n` replies per user message in the model's own chat template, after a `system` turn
+    when given (None: the template's default): per message, [{"text", "finish_reason",
+    "num_tokens"}]."""
     from sqjax.sampling.api import generate
 
     if not messages:
         return []
-    fmt, encode = chat_format(tokenizer), encoder(tokenizer)
+    fmt, encode = chat_format(tokenizer, system), encoder(tokenizer)
     prompts = [encode(fmt.chat_prompt(m)) for m in messages]
     params = _params(
         n=n,

@@ -1,4 +1,5 @@
-"""LLM-as-judge prompts and verdict parsing for the solvability filter and the QFT/QPO probes.
+"""Verdict parsing for the solvability judge (its prompt is a library prompt, by default the
+paper's Figure 12: sqjax.question.prompt_library), and the probes' is-it-math prompts.
 
 The judge reasons step by step and ends with Yes or No. Two readings of its reply:
 - strict (sqjax default): the reply's last non-empty line must end with "yes"/"no" (markdown,
@@ -15,21 +16,6 @@ import re
 from typing import Literal
 
 Verdict = Literal["yes", "no", "none"]
-
-SOLVABLE = """\
-Decide whether the text below is a math problem that can be solved using only the \
-information it gives.
-
-Reason step by step: first say whether it is a math problem at all; then check whether every \
-quantity and condition needed for an answer is stated, whether any conditions contradict \
-each other or common sense, and whether the question has one definite answer. You do not \
-need to solve it completely.
-
-End your reply with a last line that is exactly "Yes" if it is a solvable math problem, or \
-exactly "No" if it is not.
-
-Text:
-{question}"""
 
 IS_MATH = """\
 Is the text below a math problem, that is, a question or task whose answer is found by \
@@ -50,6 +36,10 @@ Text:
 _DECOR = r"[\s*_#`'\".,:;!)(\[\]{}]|\\boxed|\\text"
 _END = re.compile(rf"\b(yes|no)(?:{_DECOR})*$", re.IGNORECASE)
 _START = re.compile(rf"^(?:{_DECOR})*(yes|no)\b", re.IGNORECASE)
+# "Conclusion: Yes, it is solvable." / "So the answer is **No** because ..."
+_LABELLED = re.compile(
+    rf"\b(?:conclu\w*|answer|verdict|judg\w*)(?:\s+is)?(?:{_DECOR})*(yes|no)\b", re.IGNORECASE
+)
 
 
 def judge_prompt(template: str, question: str) -> str:
@@ -58,11 +48,15 @@ def judge_prompt(template: str, question: str) -> str:
 
 
 def strict_verdict(reply: str) -> Verdict:
-    """The yes/no that ends (else starts) the last non-empty line, else "none"."""
+    """The yes/no that ends (else starts) the last non-empty line, else the last one the
+    line labels as a conclusion or answer, else "none"."""
     lines = [ln.strip() for ln in reply.strip().splitlines() if ln.strip()]
     if not lines:
         return "none"
-    hit = _END.search(lines[-1]) or _START.search(lines[-1])
+    last = lines[-1]
+    hit = _END.search(last) or _START.search(last)
+    labelled = list(_LABELLED.finditer(last))
+    hit = hit or (labelled[-1] if labelled else None)
     return hit.group(1).lower() if hit else "none"  # type: ignore[return-value]
 
 

@@ -129,6 +129,11 @@ for _spec in (
         config_deps=("eval.benchmarks",),
     ),
     StageSpec(
+        "rate-questions",
+        "rate questions' solvability and difficulty with an LLM judge (the paper's Fig. 4/5/9)",
+        inputs=("qpo-sample", "gen-questions", "filter"),
+    ),
+    StageSpec(
         "gen-responses", "write several chain-of-thought answers per question", inputs=("filter",)
     ),
     StageSpec(

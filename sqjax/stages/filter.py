@@ -8,7 +8,9 @@
 - difficulty (per generator, after the two above): the easiest `drop_share` by predicted fail
   rate (the `difficulty` stage's regressor) are dropped; `apply_to` limits it to generators.
 - dedup: exact then near duplicates (sqjax.data.dedup); decontam: 13-gram overlap with the
-  evaluation sets of `eval.benchmarks` (sqjax.data.decontam).
+  evaluation sets of `eval.benchmarks` (sqjax.data.decontam). Both are off in the paper's
+  settings; the clean ratio of the output against each evaluation set (the paper's Table 6)
+  is measured either way (metric `clean_ratio`).
 Kept rows carry their verdicts and scores; every dropped row goes, with `dropped_by` and
 `drop_reason`, to RUN/filter/steps/dropped/. Metrics: removed per filter, strict/lax
 disagreements, and every decontamination match.
@@ -25,6 +27,7 @@ from sqjax.question import filters as F
 from sqjax.question import solvability as sv
 from sqjax.question.judging import ask_judge
 from sqjax.question.language import language_reason
+from sqjax.question.prompt_library import load_prompt
 from sqjax.stages.common import load_entry
 
 NAME = "filter"
@@ -49,7 +52,8 @@ def _solvability(ctx: StageContext, rows: list[dict], info: ShardInfo) -> list[d
     todo = [i for i, r in enumerate(rows) if "dropped_by" not in r]
     if not cfg.enabled or not todo:
         return rows
-    replies = ask_judge(ctx, sv.SOLVABLE, [rows[i]["question"] for i in todo], info.seed)
+    prompt = load_prompt(cfg.prompt)
+    replies = ask_judge(ctx, [prompt.fill(rows[i]["question"]) for i in todo], info.seed)
     rows = list(rows)
     for i, reply in zip(todo, replies):
         text = reply["text"]
@@ -149,7 +153,19 @@ def _metrics(ctx: StageContext, judged: list[dict], kept: list[dict], dropped: l
     ctx.set_metric(
         "solvability_strict_vs_lax", {f"{a}/{b}": n for (a, b), n in sorted(pairs.items())}
     )
+    judged_n = sum(pairs.values())
+    parsed = sum(n for (strict, _), n in pairs.items() if strict != "none")
+    ctx.set_metric("solvability_parse_rate", parsed / judged_n if judged_n else None)
     ctx.set_metric("kept_per_generator", dict(Counter(r["generator"] for r in kept)))
+
+
+def _clean_ratio(ctx: StageContext, kept: list[dict]) -> None:
+    """The paper's Table 6 on this stage's output, whether or not decontamination filtered."""
+    n = ctx.section.decontam.ngram
+    ratios = F.clean_ratios(kept, ctx.config.eval.benchmarks, n)
+    filtered = ctx.section.decontam.enabled
+    metric = {"ngram": n, "rows": len(kept), "filtered": filtered, "benchmarks": ratios}
+    ctx.set_metric("clean_ratio", metric)
 
 
 def run(ctx: StageContext) -> None:
@@ -163,4 +179,5 @@ def run(ctx: StageContext) -> None:
     ctx.map_shards(dropped, lambda chunk, info: chunk, s.shard_size, step="dropped")
     ctx.map_shards(kept, lambda chunk, info: chunk, s.shard_size)
     _metrics(ctx, judged, kept, dropped)
+    _clean_ratio(ctx, kept)
     ctx.declare_row_stats("num_tokens")

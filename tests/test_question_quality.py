@@ -1,0 +1,71 @@
+"""The question-quality measurement's pure parts: the difficulty level read from Figure 13
+replies, the per-source summary, and the clean ratio (Table 6) of the filter stage."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from sqjax.question.filters import clean_ratios
+from sqjax.question.quality import LEVELS, difficulty_level, source_kind, summarize
+
+
+@pytest.mark.parametrize(
+    "reply, want",
+    [
+        ('{ "intent": "x", "knowledge": "y", "difficulty": "medium" }', "medium"),
+        ('```json\n{"intent": "...", "difficulty": "Very Hard"}\n```', "very hard"),
+        ("The intent is ...\n**Difficulty:** easy", "easy"),
+        ('{"difficulty": "[very easy]"}', "very easy"),
+        ("'difficulty': 'hard'", "hard"),
+        # the template copied back, or no level: None
+        ('{"difficulty": "[very easy/easy/medium/hard/very hard]"}', None),
+        ("It is a hard problem.", None),
+        ('{"difficulty": "moderate"}', None),
+        ("", None),
+        # the last difficulty field wins
+        ('Draft: "difficulty": "easy"\nFinal: {"difficulty": "hard"}', "hard"),
+    ],
+)
+def test_difficulty_level(reply, want):
+    assert difficulty_level(reply) == want
+
+
+def test_summarize_shares_and_parse_rates():
+    rows = [
+        {"solvable": "yes", "solvable_lax": "yes", "difficulty": "easy"},
+        {"solvable": "no", "solvable_lax": "yes", "difficulty": "hard"},
+        {"solvable": "none", "solvable_lax": "no", "difficulty": None},
+        {"solvable": "yes", "solvable_lax": "yes", "difficulty": "easy"},
+    ]
+    s = summarize(rows)
+    assert s["n"] == 4 and s["solvable_share"] == 0.5 and s["solvable_share_lax"] == 0.75
+    assert s["solvable_parse_rate"] == 0.75 and s["difficulty_parse_rate"] == 0.75
+    assert s["difficulty"] == {l: {"easy": 0.5, "hard": 0.25}.get(l, 0.0) for l in LEVELS}
+    assert summarize([])["n"] == 0
+
+
+def test_source_kinds():
+    assert source_kind("qpo-sample", "qft:m") == "raw QFT output"
+    assert source_kind("gen-questions", "qpo:m") == "QPO output"
+    assert source_kind("gen-questions", "m") == "generator output"
+    assert source_kind("filter", "qpo:m") == "filtered"
+
+
+def test_clean_ratio_per_eval_set(tmp_path):
+    long = "a train leaves the station at nine and travels sixty miles per hour for three hours"
+    (tmp_path / "a.jsonl").write_text(json.dumps({"question": long}) + "\n")
+    (tmp_path / "b.jsonl").write_text(json.dumps({"problem": "What is 1+1?"}) + "\n")
+    rows = [
+        {"id": "1", "question": "Q: " + long + ". How far?"},  # shares 13-grams with a
+        {"id": "2", "question": "what is 1+1?"},  # equals b's short item
+        {"id": "3", "question": "Something else entirely."},
+        {"id": "4", "question": "Another clean question about apples."},
+    ]
+    bench = {"a": str(tmp_path / "a.jsonl"), "b": str(tmp_path / "b.jsonl")}
+    got = clean_ratios(rows, bench, 13)
+    assert got == {
+        "a": {"eval_questions": 1, "contaminated": 1, "clean_ratio": 0.75},
+        "b": {"eval_questions": 1, "contaminated": 1, "clean_ratio": 0.75},
+    }
