@@ -7,6 +7,7 @@ import json
 import logging
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 import pytest
 
@@ -128,3 +129,63 @@ def test_unreachable_server_is_retried_then_reported(key_env):
     )
     with pytest.raises(SqjaxError, match="after 2 tries"):
         client.complete("q")
+
+
+class _Recorder(BaseHTTPRequestHandler):
+    """Another origin: records whatever reaches it (it must never see the key)."""
+
+    seen: ClassVar[list] = []
+
+    def _record(self):
+        _Recorder.seen.append((self.command, dict(self.headers)))
+        data = json.dumps({"choices": [{"message": {"content": "from elsewhere"}}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_POST = _record
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_redirect_to_another_origin_never_gets_the_key(key_env, status):
+    other = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    _Recorder.seen = []
+    elsewhere = f"http://127.0.0.1:{other.server_address[1]}/v1/chat/completions"
+
+    class Redirect(BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(status)
+            self.send_header("Location", elsewhere)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    start = ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    threading.Thread(target=start.serve_forever, daemon=True).start()
+    try:
+        client = ChatClient(f"http://127.0.0.1:{start.server_address[1]}/v1", "m", key_env)
+        with pytest.raises(SqjaxError, match=f"HTTP {status}.*redirect") as err:
+            client.complete("q")
+    finally:
+        start.shutdown(), other.shutdown(), start.server_close(), other.server_close()
+    assert _Recorder.seen == []
+    assert "\n" not in str(err.value) and KEY not in str(err.value)
+
+
+def test_key_is_masked_before_the_message_is_cut(key_env):
+    """A server echoing the key where the 200-character cut falls inside it: no prefix of the
+    key may survive (masking after cutting left 'sk-test-SE...')."""
+    pad = "x" * 161  # the key starts at character 190 of the error body
+
+    with FakeServer([(400, pad)]) as url, pytest.raises(SqjaxError) as err:
+        ChatClient(url, "m", key_env).complete("q")
+    message = str(err.value)
+    assert KEY[:8] not in message and "***" in message

@@ -3,8 +3,15 @@ GPT-4o-mini), with retries and exponential backoff on 429, 5xx, connection error
 timeouts.
 
 The API key is read from the environment variable the config names; it goes only into the
-Authorization header and is masked out of every error message, so it never reaches logs,
-manifests or row files.
+Authorization header of requests to the configured endpoint and is masked out of every error
+message (before the message is cut to length), so it never reaches logs, manifests or row
+files. Redirects are never followed: a redirected request would carry the key to whatever
+origin the reply names, so a 3xx is an error that asks for the final URL instead.
+
+sqjax keeps this small stdlib client rather than adding the `openai` package (and httpx): the
+endpoint contract is one POST, retries and backoff are a few lines, and tests/test_question_http.py
+pins the behaviour that matters here (redirects refused, key masked, retry counts) against a
+local server.
 """
 
 from __future__ import annotations
@@ -23,6 +30,17 @@ from sqjax.errors import SqjaxError
 
 log = logging.getLogger("sqjax.http")
 RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+DETAIL_CHARS = 200  # of an error reply shown in the message
+
+
+class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
+    """Turns every 3xx into an HTTPError instead of a new request carrying the key."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
+
+_OPENER = urllib.request.build_opener(_RefuseRedirects)
 
 
 @dataclass(frozen=True)
@@ -76,10 +94,12 @@ class ChatClient:
         }
         for attempt in range(self.max_retries + 1):
             try:
-                with urllib.request.urlopen(self._request(body), timeout=self.timeout_s) as resp:
+                with _OPENER.open(self._request(body), timeout=self.timeout_s) as resp:
                     return _content(json.loads(resp.read().decode("utf-8")), self.endpoint)
             except urllib.error.HTTPError as e:
-                detail = self._mask(e.read().decode("utf-8", "replace")[:200])
+                if 300 <= e.code < 400:
+                    raise self._redirect_error(e) from None
+                detail = self._mask(e.read().decode("utf-8", "replace"))[:DETAIL_CHARS]
                 if e.code not in RETRY_STATUS or attempt == self.max_retries:
                     raise SqjaxError(
                         f"{self.endpoint}: HTTP {e.code} ({detail!r}) after {attempt + 1} "
@@ -97,6 +117,13 @@ class ChatClient:
             log.warning("%s: %s; retry %d in %.1fs", self.endpoint, reason, attempt + 1, wait)
             time.sleep(wait)
         raise AssertionError("unreachable")
+
+    def _redirect_error(self, e: urllib.error.HTTPError) -> SqjaxError:
+        target = self._mask(str(e.headers.get("Location", "?") if e.headers else "?"))
+        return SqjaxError(
+            f"{self.endpoint}: HTTP {e.code} redirect to {target[:DETAIL_CHARS]!r}, not followed "
+            f"(the request carries ${self.api_key_env}); set the url to the final address"
+        )
 
     def _wait(self, attempt: int) -> float:
         return min(self.max_backoff_s, self.backoff_s * 2**attempt)
