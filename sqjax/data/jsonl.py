@@ -21,8 +21,8 @@ def read_jsonl(path: str | os.PathLike, required: Iterable[str] = ()) -> Iterato
     if not path.is_file():
         raise SqjaxError(f"{path}: no such file; check the path in your config")
     required = tuple(required)
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
+    with path.open("rb") as f:
+        for lineno, line in _decoded_lines(f, path):
             if not line.strip():
                 continue
             try:
@@ -38,6 +38,30 @@ def read_jsonl(path: str | os.PathLike, required: Iterable[str] = ()) -> Iterato
                     f"add it or point the config at the right field name"
                 )
             yield row
+
+
+def not_utf8(
+    path: object, data: bytes, error: UnicodeDecodeError, base: int = 0, first_line: int = 1
+) -> SqjaxError:
+    """The one-line error for bytes that are not UTF-8: file, line, byte offset and the byte.
+    `data` starts at byte `base` of the file, on line `first_line`."""
+    line = first_line + data.count(b"\n", 0, error.start)
+    bad = data[error.start : error.start + 1].hex()
+    return SqjaxError(
+        f"{path}:{line}: not UTF-8 text (byte 0x{bad} at byte offset {base + error.start}); "
+        "re-save the file as UTF-8 or remove that byte"
+    )
+
+
+def _decoded_lines(f: Any, path: object) -> Iterator[tuple[int, str]]:
+    """(line number, text) of a binary file object's lines; a bad byte is a located error."""
+    offset = 0
+    for lineno, raw in enumerate(f, start=1):
+        try:
+            yield lineno, raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise not_utf8(path, raw, e, offset, lineno) from None
+        offset += len(raw)
 
 
 def load_jsonl(path: str | os.PathLike, required: Iterable[str] = ()) -> list[dict]:

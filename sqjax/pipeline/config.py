@@ -16,6 +16,7 @@ from typing import Any, Literal
 import yaml
 
 from sqjax import assets
+from sqjax.data.jsonl import not_utf8
 from sqjax.errors import SqjaxError
 from sqjax.pipeline import sections as S
 from sqjax.pipeline.names import check_name
@@ -79,7 +80,12 @@ def load_config(path: str | os.PathLike, overrides: list[str] = ()) -> RunConfig
     path = Path(path)
     if not path.is_file():
         raise SqjaxError(f"{path}: config file not found")
-    return parse_config(path.read_text(encoding="utf-8"), str(path), overrides)
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise not_utf8(path, data, e) from None
+    return parse_config(text, str(path), overrides)
 
 
 def parse_config(text: str, source: str, overrides: list[str] = ()) -> RunConfig:
