@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -79,12 +80,34 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def finite(obj: Any) -> Any:
+    """`obj` with every NaN or infinite float replaced by None (JSON null), at any depth."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite(v) for v in obj]
+    return obj
+
+
+def strict_dumps(obj: Any, **kwargs: Any) -> str:
+    """json.dumps that writes strict JSON: NaN and infinities become null (other tools reject
+    the bare `NaN`/`Infinity` that json.dumps writes by default)."""
+    try:
+        return json.dumps(obj, allow_nan=False, **kwargs)
+    except ValueError:
+        return json.dumps(finite(obj), allow_nan=False, **kwargs)
+
+
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+    """Strict JSON (NaN and infinities as null), written atomically."""
+    atomic_write_text(path, strict_dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
 def atomic_write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> int:
-    """Writes rows as JSONL atomically; returns the number of rows."""
-    lines = [json.dumps(r, ensure_ascii=False) for r in rows]
+    """Writes rows as strict JSONL (NaN and infinities as null) atomically; returns the number
+    of rows."""
+    lines = [strict_dumps(r, ensure_ascii=False) for r in rows]
     atomic_write_text(path, "".join(line + "\n" for line in lines))
     return len(lines)

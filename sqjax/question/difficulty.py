@@ -124,6 +124,26 @@ def _batches(n: int, batch_size: int, mesh: Any) -> tuple[int, int]:
     return batch_size, -(-batch_size // mult) * mult
 
 
+def regressor_step(graphdef: Any, rest: Any, *, lr: float, total: int, warmup: int):
+    """(jitted step(params, opt_state, ids_BL, mask_BL, y_B, w_B) -> (params, opt_state,
+    loss), optimizer): AdamW with warmup + cosine on the weighted MSE of the score head.
+    `sqjax plan` compiles the same step."""
+    sched = optax.warmup_cosine_decay_schedule(0.0, lr, warmup, total, 0.0)
+    opt = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(sched, weight_decay=0.0))
+
+    def loss_fn(p, ids_BL, mask_BL, y_B, w_B):
+        pred_B = nnx.merge(graphdef, p, rest).score(ids_BL, mask_BL)
+        return jnp.sum(w_B * (pred_B - y_B) ** 2) / jnp.maximum(jnp.sum(w_B), 1.0)
+
+    @jax.jit
+    def step(p, s, ids_BL, mask_BL, y_B, w_B):
+        loss, grads = jax.value_and_grad(loss_fn)(p, ids_BL, mask_BL, y_B, w_B)
+        updates, s = opt.update(grads, s, p)
+        return optax.apply_updates(p, updates), s, loss
+
+    return step, opt
+
+
 def train_regressor(
     model: Decoder,
     encode: Encode,
@@ -143,20 +163,8 @@ def train_regressor(
     per_step, rows = _batches(len(texts), batch_size, mesh)
     steps_per_epoch = math.ceil(len(texts) / per_step)
     total = max(1, steps_per_epoch * epochs)
-    sched = optax.warmup_cosine_decay_schedule(0.0, lr, int(warmup_ratio * total), total, 0.0)
-    opt = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(sched, weight_decay=0.0))
+    step, opt = regressor_step(graphdef, rest, lr=lr, total=total, warmup=int(warmup_ratio * total))
     opt_state = opt.init(params)
-
-    def loss_fn(p, ids_BL, mask_BL, y_B, w_B):
-        pred_B = nnx.merge(graphdef, p, rest).score(ids_BL, mask_BL)
-        return jnp.sum(w_B * (pred_B - y_B) ** 2) / jnp.maximum(jnp.sum(w_B), 1.0)
-
-    @jax.jit
-    def step(p, s, ids_BL, mask_BL, y_B, w_B):
-        loss, grads = jax.value_and_grad(loss_fn)(p, ids_BL, mask_BL, y_B, w_B)
-        updates, s = opt.update(grads, s, p)
-        return optax.apply_updates(p, updates), s, loss
-
     rng = np.random.default_rng(seed)
     losses = []
     for _ in range(epochs):

@@ -4,14 +4,24 @@ The trainer writes checkpoints under RUN/<stage>/train/<model>/ (so a killed run
 from its last checkpoint) and exports an HF directory there; the stage then moves that
 directory to RUN/<stage>/artifacts/<model>, where `<stage>:<model>` resolves. A model whose
 artifact exists is not trained again.
+
+The training summary (steps, final loss, the stage's extras) is saved as
+RUN/<stage>/train/<model>/summary.json before the export is published, and put back into the
+manifest when a rerun finds the model published, so a kill at any moment keeps it. A resumed
+trainer whose last checkpoint was already committed runs no step and reports a NaN loss; the
+summary then takes the last loss the trainer logged (metrics.jsonl, which it keeps in step with
+its checkpoints).
 """
 
 from __future__ import annotations
 
+import json
+import math
 from typing import Any
 
 from sqjax import paths
-from sqjax.data.jsonl import atomic_write_jsonl
+from sqjax.data.jsonl import atomic_write_json, atomic_write_jsonl, load_jsonl
+from sqjax.errors import SqjaxError
 from sqjax.paths import AnyPath
 from sqjax.pipeline.context import StageContext
 from sqjax.pipeline.names import confined
@@ -19,6 +29,36 @@ from sqjax.pipeline.names import confined
 
 def artifact_dir(ctx: StageContext, model: str) -> AnyPath:
     return ctx.artifacts_dir / model
+
+
+SUMMARY = "summary.json"
+
+
+def summary_path(ctx: StageContext, model: str) -> Any:
+    return confined(ctx.stage_dir / "train" / model / SUMMARY, ctx.stage_dir)
+
+
+def last_logged_loss(metrics_path: str) -> float | None:
+    """The loss of the last step the trainer logged in its metrics.jsonl; None if none."""
+    try:
+        rows = load_jsonl(metrics_path)
+    except SqjaxError:
+        return None
+    losses = [r["loss"] for r in rows if isinstance(r.get("loss"), (int, float))]
+    finite = [float(x) for x in losses if math.isfinite(x)]
+    return finite[-1] if finite else None
+
+
+def restore_summary(ctx: StageContext, model: str) -> dict | None:
+    """Puts the summary saved when `<stage>:<model>` was published back into the manifest
+    (a kill after publishing and before the manifest was saved lost it); returns it."""
+    path = summary_path(ctx, model)
+    if not path.is_file():
+        ctx.log.warning("%s: no training summary (published by an older version)", path)
+        return None
+    summary = json.loads(path.read_text(encoding="utf-8"))
+    ctx.set_metric(f"train/{model}", summary)
+    return summary
 
 
 def is_published(ctx: StageContext, model: str) -> bool:
@@ -43,16 +83,21 @@ def write_data(ctx: StageContext, model: str, rows: list[dict]) -> str:
     return str(path)
 
 
-def train_and_publish(ctx: StageContext, model: str, cfg: Any) -> dict:
+def train_and_publish(ctx: StageContext, model: str, cfg: Any, extra: dict | None = None) -> dict:
     """Runs `sqjax.training.api.train(cfg)` and moves its HF export to the artifact dir;
-    returns a summary (steps, final loss) for the manifest."""
+    returns the summary (steps, final loss, `extra`), also saved and set as the manifest's
+    `train/<model>` metric."""
     from sqjax.stages.common import forget_models
     from sqjax.training.api import train
 
     target = confined(artifact_dir(ctx, model), ctx.stage_dir)  # replaced below
     forget_models()  # free sampling copies before the trainer loads its own
     result = train(cfg)
+    loss = result.final_loss
+    loss = loss if math.isfinite(loss) else last_logged_loss(result.metrics_path)
+    summary = {"steps": result.steps, "final_loss": loss, **(extra or {})}
     if ctx.process_index == 0:  # the one writer of a multi-process run
+        atomic_write_json(summary_path(ctx, model), summary)  # before publishing: see above
         paths.makedirs(target.parent)
         paths.remove_tree(target)  # a move cut short (gs://: copies without config.json)
         paths.move_tree(result.hf_dir, target)
@@ -60,8 +105,9 @@ def train_and_publish(ctx: StageContext, model: str, cfg: Any) -> dict:
     else:
         ctx.sync.wait_for(f"published/{model}", f"process 0 to write {target}")
     forget_models()  # a cached `<stage>:<model>` from an earlier attempt is stale now
-    ctx.log.info("wrote %s (%d steps, final loss %.4f)", target, result.steps, result.final_loss)
-    return {"steps": result.steps, "final_loss": result.final_loss}
+    ctx.log.info("wrote %s (%d steps, final loss %s)", target, result.steps, loss)
+    ctx.set_metric(f"train/{model}", summary)
+    return summary
 
 
 def mesh_tuple(ctx: StageContext) -> tuple[int, int, int]:

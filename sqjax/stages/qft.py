@@ -63,8 +63,8 @@ def run(ctx: StageContext) -> None:
         probe(ctx, model, s.probe_questions)
         if tr.is_published(ctx, model):
             ctx.log.info("qft:%s already written; not training again", model)
+            tr.restore_summary(ctx, model)
         else:
             data = tr.write_data(ctx, model, rows)
-            summary = tr.train_and_publish(ctx, model, train_config(ctx, model, data))
-            ctx.set_metric(f"train/{model}", summary)
+            tr.train_and_publish(ctx, model, train_config(ctx, model, data))
         probe(ctx, f"qft:{model}", s.probe_questions)

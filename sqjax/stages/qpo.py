@@ -61,14 +61,19 @@ def run(ctx: StageContext) -> None:
         if batch < s.batch_size:
             ctx.log.warning(
                 "qpo: model %r has %d pairs, fewer than qpo.batch_size=%d; training with "
-                "batches of %d", model, len(mine), s.batch_size, batch,
+                "batches of %d",
+                model,
+                len(mine),
+                s.batch_size,
+                batch,
             )
         if not reuse_probe(ctx, "qft", f"qft:{model}", s.probe_questions):
             probe(ctx, f"qft:{model}", s.probe_questions)
         if tr.is_published(ctx, model):
             ctx.log.info("qpo:%s already written; not training again", model)
+            tr.restore_summary(ctx, model)
         else:
             data = tr.write_data(ctx, model, mine)
-            summary = tr.train_and_publish(ctx, model, train_config(ctx, model, data, batch))
-            ctx.set_metric(f"train/{model}", {**summary, "pairs": len(mine)})
+            cfg = train_config(ctx, model, data, batch)
+            tr.train_and_publish(ctx, model, cfg, {"pairs": len(mine)})
         probe(ctx, f"qpo:{model}", s.probe_questions)

@@ -73,13 +73,13 @@ def train_one(ctx: StageContext, item: SftModel, rows: list[dict]) -> None:
     """Trains one base model (resuming its checkpoints) and publishes `sft:<model>`."""
     if tr.is_published(ctx, item.model):
         ctx.log.info("sft:%s already written; not training again", item.model)
+        tr.restore_summary(ctx, item.model)
         return
     data = tr.write_data(ctx, item.model, rows)
     model, tokenizer, compute = load_for_training(ctx, item.model)
     cfg = train_config(ctx, item, data, model, tokenizer, compute)
     del model  # the config holds it; train() shards its own copy
-    summary = tr.train_and_publish(ctx, item.model, cfg)
-    ctx.set_metric(f"train/{item.model}", {**summary, "lr": item.lr, "rows": len(rows)})
+    tr.train_and_publish(ctx, item.model, cfg, {"lr": item.lr, "rows": len(rows)})
 
 
 def run(ctx: StageContext) -> None:
