@@ -19,18 +19,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import resource
 import statistics
-import subprocess
-import sys
-import time
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np
 import torch
+from common import QWEN2_55M, end_facts, log, run_facts, timed
 
 from sqjax import compile_cache
 from sqjax.checkpoints.convert import load_from_tensors
@@ -38,33 +34,6 @@ from sqjax.models.hf_config import from_hf_config
 from sqjax.sampling.api import SamplingParams, generate
 
 SAMPLING = {"temperature": 0.7, "top_p": 0.95}
-
-
-def cpu_facts() -> dict:
-    """What the figures depend on beyond the core count: the CPU model, the vector instructions
-    it exposes (XLA CPU gains more from AVX-512 than PyTorch does; bench/RESULTS.md has the
-    same code on both kinds of VM) and PyTorch's kernel level."""
-    facts = {"torch": torch.backends.cpu.get_cpu_capability()}
-    try:
-        with open("/proc/cpuinfo") as f:
-            info = dict(line.split(":", 1) for line in f.read().split("\n\n")[0].splitlines())
-    except (OSError, ValueError):
-        return facts
-    info = {k.strip(): v.strip() for k, v in info.items()}
-    flags = set(info.get("flags", "").split())
-    facts["model"] = info.get("model name", platform.processor())
-    facts["isa"] = [f for f in ("avx2", "fma", "avx512f", "avx512_bf16", "amx_tile") if f in flags]
-    return facts
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
-def timed(fn):
-    t = time.perf_counter()
-    out = fn()
-    return time.perf_counter() - t, out
 
 
 def hf_generate(model, ids, new_tokens: int, sampled: bool, attention_mask=None, **kw):
@@ -80,15 +49,7 @@ def part_a(args) -> dict:
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     torch.manual_seed(0)
-    hc = Qwen2Config(
-        vocab_size=32000,
-        hidden_size=512,
-        num_hidden_layers=8,
-        num_attention_heads=8,
-        num_key_value_heads=2,
-        intermediate_size=1408,
-        max_position_embeddings=4096,
-    )
+    hc = Qwen2Config(**QWEN2_55M)
     hf = Qwen2ForCausalLM(hc).eval()
     params = sum(p.numel() for p in hf.parameters())
     sd = {k: v.numpy() for k, v in hf.state_dict().items()}
@@ -252,10 +213,7 @@ def main() -> None:
     args = ap.parse_args()
     cache_dir = None if args.cold else compile_cache.enable()
     torch.set_num_threads(2)
-    out = {
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
-        "cpu": cpu_facts(),
-        "load_before": os.getloadavg(),
+    out = run_facts() | {
         "quick": args.quick,
         "repeats": args.repeats,
         "compile_cache": cache_dir,
@@ -264,14 +222,7 @@ def main() -> None:
         out["a"] = part_a(args)
     if "b" in args.part:
         out["b"] = part_b(args)
-    out["load_after"] = os.getloadavg()
-    out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-    try:
-        out["uptime"] = subprocess.run(
-            ["uptime"], capture_output=True, text=True, check=False
-        ).stdout.strip()
-    except OSError:
-        pass
+    out |= end_facts()
     print(json.dumps(out))
 
 
