@@ -19,6 +19,7 @@ from sqjax import assets, paths
 from sqjax.checkpoints import gguf_cache
 from sqjax.checkpoints.gguf_io import load_gguf, load_gguf_tokenizer
 from sqjax.checkpoints.safetensors_io import export_hf, load_hf_dir
+from sqjax.data import spm_tokenizer
 from sqjax.errors import SqjaxError
 from sqjax.models.config import DTYPES
 from sqjax.models.decoder import Decoder
@@ -124,6 +125,8 @@ def load_tokenizer(path: str | os.PathLike):
 def _hf_tokenizer(local: Path):
     from transformers import AutoTokenizer
 
+    if spm_tokenizer.needs_native_loading(local):  # InternLM2: remote-code SentencePiece class
+        return spm_tokenizer.load_spm_tokenizer(local)
     try:
         return AutoTokenizer.from_pretrained(str(local))
     except (OSError, ValueError) as e:
