@@ -3,11 +3,18 @@
 A stage is `run(ctx)`. Long work goes through `ctx.map_shards`, which makes it resumable:
 a stage killed at any moment and rerun produces exactly the rows of an uninterrupted run,
 provided `fn` is a deterministic function of its rows and `info.seed`.
+
+One bad row must not stop a run of a million: a stage that can attribute a failure to its row
+records it with `info.fail(row_id, reason, detail)` and goes on; `ctx.map_rows` does that for
+per-row work (an exception or a per-row timeout becomes a recorded failure). Failed rows are
+counted as drops under their reason and listed, with id and detail, in the manifest's
+`failed_rows`.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -46,6 +53,13 @@ class ShardInfo:
         """Counts generated tokens (the cost table)."""
         self.stats.tokens += n
 
+    def fail(self, row_id: object, reason: str, detail: str = "") -> None:
+        """Records a row this shard could not process (kept out of the output): counted as a
+        drop under `reason` and listed with its id and `detail` in the manifest."""
+        self.drop(reason)
+        self.stats.failed = self.stats.failed or []
+        self.stats.failed.append({"id": row_id, "reason": reason, "detail": detail[:500]})
+
     def jax_key(self) -> Any:
         """A threefry PRNG key holding all 64 bits of `seed` (jax.random.key(seed) keeps 32)."""
         import jax
@@ -53,6 +67,38 @@ class ShardInfo:
 
         data = np.array([self.seed >> 32, self.seed & 0xFFFFFFFF], dtype=np.uint32)
         return jax.random.wrap_key_data(data, impl="threefry2x32")
+
+
+def _guarded(
+    fn: Callable[[dict, ShardInfo], list[dict]],
+    row: dict,
+    info: ShardInfo,
+    position: int,
+    timeout_s: float | None,
+) -> list[dict]:
+    """fn(row, info), or [] with the failure recorded in `info`."""
+    row_id = row.get("id", position)
+    result: dict[str, Any] = {}
+
+    def call() -> None:
+        try:
+            result["rows"] = fn(row, info)
+        except Exception as e:  # noqa: BLE001 (one bad row is recorded, not fatal)
+            result["error"] = f"{type(e).__name__}: {e}"
+
+    if timeout_s is None:
+        call()
+    else:
+        worker = threading.Thread(target=call, daemon=True)
+        worker.start()
+        worker.join(timeout_s)
+        if worker.is_alive():
+            info.fail(row_id, "timeout", f"no result within {timeout_s:g} s")
+            return []
+    if "error" in result:
+        info.fail(row_id, "error", result["error"])
+        return []
+    return list(result["rows"])
 
 
 class ShardOutput:
@@ -151,6 +197,29 @@ class StageContext:
         self.save_manifest()
 
     # --- sharded, resumable work ---------------------------------------------------------
+    def map_rows(
+        self,
+        items: Sequence[dict],
+        fn: Callable[[dict, ShardInfo], list[dict]],
+        shard_size: int,
+        step: str = "",
+        desc: str | None = None,
+        row_timeout_s: float | None = None,
+    ) -> ShardOutput:
+        """`map_shards` for per-row work: `fn(row, info)` returns the row's output rows. A row
+        whose `fn` raises (an Exception) or runs past `row_timeout_s` is recorded as failed
+        (`info.fail`, reason `error` or `timeout`, id = the row's `id` or its position) and the
+        shard goes on. A timed-out call is abandoned in its daemon thread, not killed: use the
+        timeout for work that may hang, not as a CPU limit."""
+
+        def shard(rows: list[dict], info: ShardInfo) -> list[dict]:
+            out: list[dict] = []
+            for i, row in enumerate(rows):
+                out.extend(_guarded(fn, row, info, info.start + i, row_timeout_s))
+            return out
+
+        return self.map_shards(items, shard, shard_size, step, desc)
+
     def map_shards(
         self,
         items: Sequence[dict],

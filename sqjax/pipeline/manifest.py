@@ -90,6 +90,24 @@ def input_hashes(run_dir: AnyPath, stage: str, upstream: list[str]) -> dict[str,
     return hashes
 
 
+def emptied_by(run_dir: Any, stage: str) -> str | None:
+    """None when `stage` wrote rows (or writes none by design: no output step); else which
+    stage emptied the data, e.g. "filter kept 0 of 32 rows (drops: ...)", following empty
+    inputs upstream to the stage that got rows and kept none."""
+    m = read_manifest(run_dir / stage)
+    if m is None or "" not in m.get("steps", {}) or m.get("rows_out", 0) > 0:
+        return None
+    if m.get("rows_in", 0) > 0:
+        drops = m.get("drops") or "none"
+        return f"{stage} kept 0 of {m['rows_in']} rows (drops: {drops})"
+    from sqjax import stages
+
+    for upstream in stages.spec(stage).inputs if stage in stages.names() else ():
+        if (why := emptied_by(run_dir, upstream)) is not None:
+            return why
+    return f"{stage} got no input rows"
+
+
 def changed_keys(old: Any, new: Any, path: str = "") -> list[str]:
     """Dotted keys whose values differ between two plain config trees."""
     if isinstance(old, dict) and isinstance(new, dict):

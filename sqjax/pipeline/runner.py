@@ -20,6 +20,7 @@ from sqjax.pipeline.sync import StageSync
 
 log = logging.getLogger("sqjax")
 SAVE_EVERY_S = 30.0  # seconds between progress updates of an unfinished manifest
+FAILED_ROWS_LISTED = 100  # failed rows listed by id in a manifest (all are counted)
 
 
 def topology() -> tuple[int, int]:
@@ -47,8 +48,13 @@ def run_stage(
     restart: bool = False,
     run_dir: str | Path | None = None,
     process: tuple[int, int] | None = None,
+    stop_on_empty: bool = False,
 ) -> dict:
-    """Runs (or resumes, or skips if finished) one stage; returns its manifest."""
+    """Runs (or resumes, or skips if finished) one stage; returns its manifest.
+
+    An upstream stage whose rows this stage reads but which wrote none is a loud warning that
+    names the stage that emptied the data, or, with `stop_on_empty` (`sqjax run`), an error
+    before any work."""
     spec = stages.spec(name)
     run = stages.load_run(name)
     run_dir = paths.as_path(run_dir or cfg.run_dir)
@@ -56,6 +62,7 @@ def run_stage(
     stage_cfg = mf.stage_config(cfg, spec)
     chash = mf.config_hash(stage_cfg)
     inputs = mf.input_hashes(run_dir, name, upstream)
+    _check_inputs_not_empty(run_dir, name, spec.inputs, stop_on_empty)
     pi, pc = process or topology()
     if restart and pc > 1:
         raise SqjaxError("--restart with several processes: restart once on one process first")
@@ -82,6 +89,20 @@ def run_stage(
     except BaseException as e:
         sync.fail(e)
         raise
+
+
+def _check_inputs_not_empty(run_dir: Path, name: str, inputs: tuple[str, ...], stop: bool) -> None:
+    for upstream in inputs:
+        why = mf.emptied_by(run_dir, upstream)
+        if why is None:
+            continue
+        message = f"stage {name}: its input {upstream} has 0 rows ({why})"
+        if stop:
+            raise SqjaxError(
+                f"{message}; stopping before {name}: loosen that stage's settings or feed it "
+                f"more rows, then rerun (`sqjax stage {name}` runs it anyway)"
+            )
+        log.warning("!" * 8 + " %s; %s will produce nothing " + "!" * 8, message, name)
 
 
 def _start_manifest(name: str, chash: str, stage_cfg: dict, inputs: dict, old: dict | None) -> dict:
@@ -121,10 +142,22 @@ def _execute(ctx: StageContext, run) -> dict:
         run(ctx)
         ctx.sync.meet("ran", f"the other processes to finish {ctx.name}")
         save(finished=True)
+        _warn_if_emptied(ctx)
     finally:
         ctx.log.removeHandler(handler)
         handler.close()
     return ctx.manifest
+
+
+def _warn_if_emptied(ctx: StageContext) -> None:
+    m = ctx.manifest
+    if "" in m.get("steps", {}) and m.get("rows_out") == 0 and m.get("rows_in", 0) > 0:
+        ctx.log.warning(
+            "stage %s kept 0 of %d rows (drops: %s); later stages get no data",
+            ctx.name,
+            m["rows_in"],
+            m.get("drops") or "none",
+        )
 
 
 def log_name(process_index: int) -> str:
@@ -136,11 +169,13 @@ def _account(ctx: StageContext, attempt_s: float, finished: bool) -> None:
     """Totals over every shard written so far (all attempts) plus this attempt's counters."""
     m = ctx.manifest
     drops, tokens, shard_s = Counter(ctx.drops), ctx.tokens, 0.0
+    failed: list[dict] = []
     for step, meta in m.get("steps", {}).items():
         meta["rows_out"] = 0
         for shard in sh.list_shards(step_dir(ctx.stage_dir, step)).values():
             stats = sh.read_stats(shard)
             drops.update(stats.get("drops", {}))
+            failed.extend(stats.get("failed", []))
             tokens += stats.get("tokens", 0)
             shard_s += stats.get("wall_s", 0.0)
             meta["rows_out"] += stats.get("rows_out", 0)
@@ -150,6 +185,7 @@ def _account(ctx: StageContext, attempt_s: float, finished: bool) -> None:
     m.update(
         rows_in=ctx.rows_read or first_step.get("rows_in", 0),
         drops=dict(sorted(drops.items())),
+        failed_rows={"count": len(failed), "first": failed[:FAILED_ROWS_LISTED]},
         tokens=tokens,
         shard_wall_s=shard_s,
         wall_s=wall_s,
@@ -186,4 +222,7 @@ def run_pipeline(
     run_dir: str | Path | None = None,
 ) -> list[dict]:
     """Runs the stages in order, skipping finished ones; returns their manifests."""
-    return [run_stage(cfg, name, run_dir=run_dir) for name in pipeline_stages(cfg, first, last)]
+    return [
+        run_stage(cfg, name, run_dir=run_dir, stop_on_empty=True)
+        for name in pipeline_stages(cfg, first, last)
+    ]

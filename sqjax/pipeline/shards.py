@@ -105,9 +105,10 @@ class ShardStats:
     wall_s: float = 0.0
     input_hash: str = ""
     drops: dict[str, int] | None = None
+    failed: list[dict] | None = None  # rows a stage could not process: {"id", "reason", ...}
 
     def to_json(self) -> dict:
-        return {**self.__dict__, "drops": dict(self.drops or {})}
+        return {**self.__dict__, "drops": dict(self.drops or {}), "failed": list(self.failed or [])}
 
 
 def output_hash(directory: AnyPath) -> str:

@@ -5,6 +5,9 @@ by step ... \\boxed{}"); sampling follows the paper (temperature 0.7, top-p 0.95
 tokens). Samples without a final answer (`sqjax.grading.extract_answer` is None) are dropped
 and counted (`no_final_answer`) unless `drop_no_answer` is false. Each prompt's sampling seed
 is the shard's seed plus the question's position in the shard, so a rerun shard is identical.
+A question whose prompt plus `max_tokens` does not fit the solver's context
+(max_position_embeddings) is recorded as a failed row (reason `prompt_too_long`, with its id and
+sizes) and the shard goes on without it.
 """
 
 from __future__ import annotations
@@ -38,6 +41,25 @@ def sampling_params(section: GenResponsesConfig, stop_ids: list[int], seed: int)
     )
 
 
+def fitting(
+    rows: list[dict], prompts: list[list[int]], max_tokens: int, limit: int, info: ShardInfo
+) -> list[int]:
+    """Positions of the rows whose prompt + max_tokens fits `limit` positions; the others are
+    recorded as failed rows (`prompt_too_long`)."""
+    keep = []
+    for i, (row, prompt) in enumerate(zip(rows, prompts, strict=True)):
+        need = len(prompt) + max_tokens
+        if need <= limit:
+            keep.append(i)
+            continue
+        detail = (
+            f"prompt {len(prompt)} + max_tokens {max_tokens} = {need} tokens exceeds the "
+            f"solver's max_position_embeddings={limit}"
+        )
+        info.fail(row.get("id", info.start + i), "prompt_too_long", detail)
+    return keep
+
+
 def answer_shard(ctx: StageContext, rows: list[dict], info: ShardInfo) -> list[dict]:
     """n sampled answers for each question row of one shard, as response rows."""
     from sqjax.sampling.api import generate
@@ -45,13 +67,22 @@ def answer_shard(ctx: StageContext, rows: list[dict], info: ShardInfo) -> list[d
     s = ctx.section
     model, tokenizer, mesh = load_entry(ctx, s.solver)
     prompts = prompt_ids(tokenizer, [r["question"] for r in rows], s.instruction)
+    keep = fitting(rows, prompts, s.max_tokens, model.config.max_position_embeddings, info)
+    if not keep:
+        return []
     stops = list(chat_format(tokenizer).stop_ids)
-    params = [sampling_params(s, stops, info.seed + i) for i in range(len(rows))]
+    params = [sampling_params(s, stops, info.seed + i) for i in keep]  # seeds by position
     completions = generate(
-        model, tokenizer, prompts, params, mesh=mesh, max_batch=s.batch_size, progress=False
+        model,
+        tokenizer,
+        [prompts[i] for i in keep],
+        params,
+        mesh=mesh,
+        max_batch=s.batch_size,
+        progress=False,
     )
     out = []
-    for question, completion in zip(rows, completions, strict=True):
+    for question, completion in zip([rows[i] for i in keep], completions, strict=True):
         for sample in completion.outputs:
             info.add_tokens(len(sample.token_ids))
             answer = extract_answer(sample.text)
