@@ -57,6 +57,65 @@ def test_paper_config_matches_the_paper():
         "Qwen/Qwen2-Math-7B": 1e-5,
     }
     assert cfg.qpo_rewrite.rewriter == HttpEndpoint("https://api.openai.com/v1", "gpt-4o-mini")
+    # section 2.4: labels from DeepSeekMath-7B-RL, regressor on DeepSeekMath-7B-Base, the cut
+    # derived from the paper's removed shares, on the DeepSeekMath generator only
+    assert paths[cfg.difficulty.solver] == "deepseek-ai/deepseek-math-7b-rl"
+    assert paths[cfg.difficulty.model] == "deepseek-ai/deepseek-math-7b-base"
+    d = cfg.filter.difficulty
+    assert d.scorer == "difficulty:deepseek-math-base" and d.apply_to == ["qpo:deepseek-math-rl"]
+    assert d.drop_share == pytest.approx(0.092 * 2 / (1 - 0.201 - 0.194), abs=1e-3)
+    assert cfg.rate_questions.judge == HttpEndpoint("https://api.openai.com/v1", "gpt-4o")
+    _assert_paper_switches(cfg)
+
+
+def _assert_paper_switches(cfg: RunConfig) -> None:
+    """What the paper ran is on, what it did not run is off, prompts are Appendix F's."""
+    f = cfg.filter
+    assert (f.language.enabled, f.solvability.enabled, f.difficulty.enabled) == (True,) * 3
+    assert (f.dedup.enabled, f.decontam.enabled, f.language.language_id) == (False,) * 3
+    assert (cfg.qpo_pairs.drop_identical, cfg.qpo_pairs.ascii_only) == (False, False)
+    assert f.solvability.prompt == cfg.rate_questions.solvability_prompt
+    assert f.solvability.prompt == "paper-fig12-solvability-check"
+    assert cfg.qpo_rewrite.prompts == {
+        "solvability": "paper-fig10-qpo-solvability",
+        "difficulty": "paper-fig11-qpo-difficulty",
+    }
+    assert cfg.rate_questions.difficulty_prompt == "paper-fig13-difficulty-rating"
+    assert cfg.qpo_rewrite.system == f.solvability.system == "You are a helpful assistant."
+
+
+def test_simple_config_is_appendix_d():
+    cfg = load_config(ROOT / "configs" / "paper" / "scalequest-simple.yaml")
+    assert {m.path for m in cfg.models.values()} == {
+        "Qwen/Qwen2-Math-7B-Instruct",
+        "internlm/internlm2-7b-reward",
+        "Qwen/Qwen2-Math-7B",
+    }
+    qwen = "qwen2-math-instruct"
+    assert cfg.difficulty.solver == cfg.difficulty.model == qwen
+    assert cfg.filter.difficulty.scorer == f"difficulty:{qwen}"
+    assert cfg.filter.difficulty.apply_to is None
+    assert cfg.filter.difficulty.drop_share == pytest.approx(0.092 / (1 - 0.201 - 0.194), abs=1e-3)
+    assert cfg.qpo_rewrite.rewriter == cfg.filter.solvability.judge == qwen
+    _assert_paper_switches(cfg)
+
+
+def test_plus_config_differs_from_the_paper_only_by_named_options():
+    paper = load_config(ROOT / "configs" / "paper" / "scalequest.yaml")
+    plus = load_config(ROOT / "configs" / "plus.yaml")
+    assert (plus.filter.dedup.enabled, plus.filter.decontam.enabled) == (True, True)
+    assert plus.filter.language.language_id and plus.qpo_pairs.drop_identical
+    assert plus.qpo_pairs.ascii_only
+    from dataclasses import asdict
+
+    a, b = asdict(paper), asdict(plus)
+    for key in ("run_dir",):
+        a.pop(key), b.pop(key)
+    a["filter"]["dedup"] = b["filter"]["dedup"]
+    a["filter"]["decontam"] = b["filter"]["decontam"]
+    a["filter"]["language"] = b["filter"]["language"]
+    a["qpo_pairs"] = b["qpo_pairs"]
+    assert a == b
 
 
 def test_defaults_are_the_papers_settings():
@@ -83,6 +142,9 @@ def test_defaults_are_the_papers_settings():
     assert (r.n, r.temperature, r.top_p, r.max_tokens) == (5, 0.7, 0.95, 2048)
     assert (c.sft.epochs, c.sft.pack_len, c.sft.batch_size) == (3, 4096, 64)
     assert c.filter.solvability.max_tokens == c.eval.max_tokens == 2048
+    assert c.filter.solvability.verdict == "strict"  # the authors' lax rule is recorded beside
+    assert c.filter.difficulty.drop_share == pytest.approx(0.304)
+    _assert_paper_switches(c)
     assert c.eval.benchmarks == {"gsm8k": assets.GSM8K_TEST, "math": assets.MATH_TEST}
 
 

@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqjax.data.chat import chat_format, encoder
+from sqjax.data.prompt_format import query_text
 from sqjax.errors import SqjaxError
 from sqjax.grading import grade
 from sqjax.pipeline.sections import BOXED_INSTRUCTION
@@ -29,8 +30,9 @@ Generate = Callable[[list[list[int]]], list[tuple[str, int, str]]]
 
 
 def user_turn(question: str, instruction: str = BOXED_INSTRUCTION) -> str:
-    """The user message: question, newline, instruction (as the paper's Qwen2-Math prompt)."""
-    return f"{question.strip()}\n{instruction}" if instruction else question.strip()
+    """The user message: question, newline, instruction (as the paper's Qwen2-Math prompt);
+    the same function builds the final SFT's queries (sqjax.data.prompt_format)."""
+    return query_text(question, instruction)
 
 
 def prompt_ids(
@@ -103,9 +105,14 @@ def grade_outputs(rows: Sequence[dict], outputs: Sequence[tuple[str, int, str]])
     return graded
 
 
-def evaluate_rows(rows: Sequence[dict], generate_fn: Generate, tokenizer: Any) -> list[dict]:
+def evaluate_rows(
+    rows: Sequence[dict],
+    generate_fn: Generate,
+    tokenizer: Any,
+    instruction: str = BOXED_INSTRUCTION,
+) -> list[dict]:
     """Generates an answer for every row (`question`, `gold`) and grades it."""
-    outputs = generate_fn(prompt_ids(tokenizer, [r["question"] for r in rows]))
+    outputs = generate_fn(prompt_ids(tokenizer, [r["question"] for r in rows], instruction))
     return grade_outputs(rows, outputs)
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from sqjax import assets
+from sqjax.data.prompt_format import DART_MATH_TEMPLATE, MODEL_TEMPLATE, check_template
 from sqjax.question.prompt_library import PAPER_PROMPTS, PAPER_SYSTEM, check_prompt
 
 MODEL_REF = "model_ref"
@@ -384,6 +385,18 @@ class SftConfig:
     """Stage sft: each base model on the (query, response) pairs; writes `sft:<model>`."""
 
     models: list[SftModel] = field(default_factory=list)
+    # The prompt of the final SFT, and of evaluating its models (`sft:<m>`), so training and
+    # evaluation see the same one: the paper follows DART-Math, whose `alpaca` template wraps
+    # the bare query; `model` = the tokenizer's own template. `instruction` is appended to
+    # each query (after a newline) in both; DART-Math adds none.
+    template: str = DART_MATH_TEMPLATE
+    instruction: str = ""
+    # Table 11 compares fixed-size subsets: train on `max_rows` rows drawn with
+    # `subsample_seed` (None = all); `extra_data` mixes in JSONL files of {query, response}
+    # (e.g. DART-Math's data) before subsampling. sqjax options, off by default.
+    max_rows: int | None = None
+    subsample_seed: int = 0
+    extra_data: list[str] = field(default_factory=list)
     epochs: int = 3
     warmup_ratio: float = 0.03  # then cosine
     pack_len: int = 4096
@@ -393,7 +406,8 @@ class SftConfig:
 
     def __post_init__(self) -> None:
         _check_positive(epochs=self.epochs, pack_len=self.pack_len, batch_size=self.batch_size)
-        _check_positive(max_steps=self.max_steps)
+        _check_positive(max_steps=self.max_steps, max_rows=self.max_rows)
+        check_template(self.template, "template")
 
 
 def _paper_benchmarks() -> dict[str, str]:
@@ -406,9 +420,14 @@ class EvalConfig:
 
     models: list[str] = field(default_factory=list, metadata=MODEL)
     benchmarks: dict[str, str] = field(default_factory=_paper_benchmarks)  # name -> JSONL
+    # prompt of models the sft stage did not train (`sft:<m>` use sft.template/instruction):
+    # the tokenizer's own chat template and the step-by-step / \boxed{} instruction
+    template: str = MODEL_TEMPLATE
+    instruction: str = BOXED_INSTRUCTION
     max_tokens: int = 2048
     limit: int | None = None  # first `limit` problems per benchmark (smoke runs)
     batch_size: int = 64
 
     def __post_init__(self) -> None:
         _check_positive(max_tokens=self.max_tokens, limit=self.limit, batch_size=self.batch_size)
+        check_template(self.template, "template")

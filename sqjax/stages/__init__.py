@@ -142,6 +142,10 @@ for _spec in (
         inputs=("gen-responses",),
     ),
     StageSpec("sft", "fine-tune base models on the (query, response) pairs", inputs=("reward",)),
-    StageSpec("eval", "evaluate models on math benchmarks (zero-shot CoT, greedy)"),
+    StageSpec(
+        "eval",
+        "evaluate models on math benchmarks (zero-shot CoT, greedy)",
+        config_deps=("sft.template", "sft.instruction"),  # the prompt of `sft:<m>` models
+    ),
 ):
     register(_spec)

@@ -1,7 +1,9 @@
 """Stage eval: zero-shot chain of thought, greedy, on each benchmark, for each model.
 
 Models are `models` table names or training outputs (`sft:<m>`), so the same stage scores a
-base model before and after SFT. Benchmarks are `name: spec` (sqjax.answer.benchmarks: JSONL
+base model before and after SFT. An `sft:<m>` model is prompted as it was trained
+(sft.template, sft.instruction: DART-Math's alpaca template by default); any other model with
+eval.template / eval.instruction (its own chat template and the \boxed{} instruction). Benchmarks are `name: spec` (sqjax.answer.benchmarks: JSONL
 path, `hf:` or `tfds:`); `limit` keeps the first problems of each. The output rows are the
 inspection table (question, gold, output, extracted answer, verdict, grading method); the
 metrics hold `scores: {model: {bench: accuracy}}` for the report and `accuracy` with the
@@ -17,6 +19,7 @@ from itertools import groupby
 from sqjax.answer.benchmarks import load_benchmark
 from sqjax.answer.evaluation import evaluate_rows, greedy_generator, summarize
 from sqjax.data.jsonl import atomic_write_json
+from sqjax.data.prompt_format import with_template
 from sqjax.pipeline.context import ShardInfo, StageContext
 from sqjax.stages.common import forget_models, load_entry
 
@@ -36,6 +39,13 @@ def work_items(ctx: StageContext) -> list[dict]:
     return [{"model": m, **p} for m in s.models for p in problems]
 
 
+def prompt_of(ctx: StageContext, name: str) -> tuple[str, str]:
+    """(chat template, instruction) for a model: the sft stage's for `sft:<m>`, so training
+    and evaluation see the same prompt; eval's own for every other model."""
+    cfg = ctx.config.sft if name.startswith("sft:") else ctx.section
+    return cfg.template, cfg.instruction
+
+
 def eval_shard(
     ctx: StageContext, rows: list[dict], info: ShardInfo, loaded: list[str]
 ) -> list[dict]:
@@ -48,10 +58,12 @@ def eval_shard(
         if not loaded:
             loaded.append(name)
         model, tokenizer, mesh = load_entry(ctx, name)
+        template, instruction = prompt_of(ctx, name)
+        tokenizer = with_template(tokenizer, template)
         gen = greedy_generator(
             model, tokenizer, max_tokens=s.max_tokens, batch_size=s.batch_size, mesh=mesh
         )
-        graded = evaluate_rows(list(group), gen, tokenizer)
+        graded = evaluate_rows(list(group), gen, tokenizer, instruction)
         info.add_tokens(sum(r["num_tokens"] for r in graded))
         out.extend(graded)
     return out

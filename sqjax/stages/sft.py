@@ -1,5 +1,11 @@
 """Stage sft: fine-tune each base model on the selected (query, response) pairs.
 
+The prompt is `template` (default DART-Math's `alpaca`, as the paper) with `instruction`
+appended to each query; eval uses the same for `sft:<m>` models. Every model's tokenizer is
+checked against the template before the first one trains. Optionally `extra_data` JSONL
+files of {query, response} are mixed in and `max_rows` rows drawn with `subsample_seed`
+(the paper's Table 11 compares 400K-row subsets); the manifest's `data` says what went in.
+
 The paper's final SFT: the chat [user: query, assistant: response], loss on the response and
 its end-of-turn token only (`loss: response`; `all` puts every token in the loss), examples
 packed into rows of `pack_len` tokens, warmup then cosine. Training is `sqjax.training`'s
@@ -11,8 +17,10 @@ which `sft:<model>` names in later stages (eval). Publishing is shared with qft/
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
+from sqjax.data.prompt_format import query_text, with_template
 from sqjax.errors import SqjaxError
 from sqjax.pipeline.context import StageContext
 from sqjax.pipeline.sections import SftModel
@@ -24,9 +32,49 @@ DESCRIPTION = "fine-tune base models on the (query, response) pairs"
 SFT_MODES = {"response": "completion", "all": "full"}  # SftConfig.loss -> trainer sft_mode
 
 
-def training_rows(rows: list[dict]) -> list[dict]:
+def training_rows(rows: list[dict], instruction: str = "") -> list[dict]:
     """The reward stage's selected rows as trainer `chat` rows (query, response)."""
-    return [{"query": r["question"], "response": r["response"]} for r in rows]
+    return [
+        {"query": query_text(r["question"], instruction), "response": r["response"]} for r in rows
+    ]
+
+
+def subsample(rows: list[dict], n: int | None, seed: int) -> list[dict]:
+    """`n` rows drawn without replacement with `seed`, in their original order (all when n is
+    None or not smaller than the rows)."""
+    if n is None or n >= len(rows):
+        return rows
+    keep = sorted(random.Random(seed).sample(range(len(rows)), n))
+    return [rows[i] for i in keep]
+
+
+def mixed_rows(ctx: StageContext) -> list[dict]:
+    """Reward rows plus `extra_data` rows, subsampled; the counts go to the manifest."""
+    s = ctx.section
+    rows = training_rows(ctx.read_stage("reward"), s.instruction)
+    counts = {"reward": len(rows)}
+    for path in s.extra_data:
+        extra = ctx.read_input(path, required=("query", "response"))
+        rows += [
+            {"query": query_text(r["query"], s.instruction), "response": r["response"]}
+            for r in extra
+        ]
+        counts[path] = len(extra)
+    kept = subsample(rows, s.max_rows, s.subsample_seed)
+    if s.max_rows is not None and s.max_rows > len(rows):
+        ctx.log.warning("sft.max_rows=%d but only %d rows; training on all", s.max_rows, len(rows))
+    ctx.set_metric("data", {"rows": counts, "kept": len(kept), "max_rows": s.max_rows})
+    return kept
+
+
+def check_templates(ctx: StageContext) -> None:
+    """Every base model's tokenizer takes the configured template (before any training)."""
+    from sqjax.checkpoints.api import load_tokenizer
+    from sqjax.data.chat import chat_format
+
+    for item in ctx.section.models:
+        tokenizer = load_tokenizer(ctx.model_entry(item.model).path)
+        chat_format(with_template(tokenizer, ctx.section.template))
 
 
 def load_for_training(ctx: StageContext, ref: str) -> tuple[Any, Any, str | None]:
@@ -37,6 +85,7 @@ def load_for_training(ctx: StageContext, ref: str) -> tuple[Any, Any, str | None
     entry = ctx.model_entry(ref)
     _, tokenizer, _ = load_entry(ctx, ref)
     model = load_model(entry.path, dtype="float32", param_dtype="float32")
+    tokenizer = with_template(tokenizer, ctx.section.template)
     return model, tokenizer, None if entry.dtype == "float32" else entry.dtype
 
 
@@ -89,7 +138,8 @@ def run(ctx: StageContext) -> None:
             "sft.models is empty; list the base models to fine-tune, e.g. "
             "models: [{model: smol, lr: 1.0e-5}]"
         )
-    rows = training_rows(ctx.read_stage("reward"))
+    check_templates(ctx)
+    rows = mixed_rows(ctx)
     if not rows:
         raise SqjaxError("the reward stage kept no (query, response) rows; nothing to train on")
     for item in s.models:
