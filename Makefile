@@ -11,7 +11,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml requirements-assets.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,tpu]'  # tpu: libtpu for sqjax plan's TPU compiles
 	$(PY) -m pip install -q --no-deps -r requirements-assets.txt
 	touch $(STAMP)
 

@@ -72,6 +72,8 @@ _set_opt = click.option(
     help="Override a config key (value parsed as YAML), e.g. "
     "--set gen_questions.temperature=0.8. Repeatable.",
 )
+
+
 def _dist_opts(f):
     """--coordinator/--num-processes/--process-id: join a multi-process run (sqjax.distributed)."""
     f = click.option("--process-id", type=int, help="This process's id in a multi-process run.")(f)
@@ -114,6 +116,31 @@ def list_stages() -> None:
         click.echo(f"{name:<15} {stages.spec(name).description}")
 
 
+_check_fit_opt = click.option(
+    "--check-fit",
+    "check_fit",
+    metavar="TOPOLOGY",
+    help="Before loading any weights, compile the stages' programs for this TPU slice "
+    "(e.g. v5e-8) and stop if one does not fit (as `sqjax plan`).",
+)
+
+
+def _check_fit(cfg, topology: str | None, stage_names) -> None:
+    """Stops with one line per program that does not fit `topology`."""
+    if topology is None:
+        return
+    from sqjax.plan import plan
+    from sqjax.plan.report import failure_lines
+
+    failures = failure_lines(plan(cfg, topology, stage_names, log=_log_info))
+    if failures:
+        raise SqjaxError(f"--check-fit {topology}: " + "; ".join(failures))
+
+
+def _log_info(message: str) -> None:
+    logging.getLogger("sqjax.plan").info(message)
+
+
 @cli.command("stage")
 @click.argument("name")
 @_config_opt
@@ -126,9 +153,17 @@ def list_stages() -> None:
     "over; needed after changing its config.",
 )
 @_dist_opts
+@_check_fit_opt
 def stage(
-    name: str, config_path: str, overrides: tuple[str, ...], run_dir: str | None, restart: bool,
-    coordinator: str | None, num_processes: int | None, process_id: int | None,
+    name: str,
+    config_path: str,
+    overrides: tuple[str, ...],
+    run_dir: str | None,
+    restart: bool,
+    coordinator: str | None,
+    num_processes: int | None,
+    process_id: int | None,
+    check_fit: str | None,
 ) -> None:
     """Run (or resume) one stage NAME."""
     from sqjax import stages
@@ -139,6 +174,7 @@ def stage(
     stages.spec(name)
     cfg = load_config(config_path, list(overrides))
     _setup_logging()
+    _check_fit(cfg, check_fit, [name])
     _setup_jax()
     _join(coordinator, num_processes, process_id)
     m = run_stage(cfg, name, restart=restart, run_dir=run_dir)
@@ -152,6 +188,7 @@ def stage(
 @click.option("--from", "first", metavar="NAME", help="First stage to run.")
 @click.option("--to", "last", metavar="NAME", help="Last stage to run.")
 @_dist_opts
+@_check_fit_opt
 def run(
     config_path: str,
     overrides: tuple[str, ...],
@@ -161,13 +198,27 @@ def run(
     coordinator: str | None,
     num_processes: int | None,
     process_id: int | None,
+    check_fit: str | None,
 ) -> None:
     """Run the stages in order, skipping finished ones, then write the report."""
     from sqjax.pipeline.config import load_config
 
+    cfg = load_config(config_path, list(overrides))
+    if check_fit:
+        _setup_logging()
+        _check_fit(cfg, check_fit, _stage_range(cfg, first, last))
     _setup_jax()
     _join(coordinator, num_processes, process_id)
-    _run_all(load_config(config_path, list(overrides)), run_dir, first, last)
+    _run_all(cfg, run_dir, first, last)
+
+
+def _stage_range(cfg, first: str | None, last: str | None) -> list[str]:
+    from sqjax import stages
+
+    names = [n for n in stages.names() if n not in cfg.skip_stages]
+    i = names.index(first) if first in names else 0
+    j = names.index(last) + 1 if last in names else len(names)
+    return names[i:j]
 
 
 @cli.command("demo")
@@ -182,6 +233,60 @@ def demo(run_dir: str | None, overrides: tuple[str, ...]) -> None:
     text = resources.files("sqjax").joinpath(DEMO_RESOURCE).read_text(encoding="utf-8")
     _setup_jax()
     _run_all(parse_config(text, "sqjax/" + DEMO_RESOURCE, list(overrides)), run_dir, None, None)
+
+
+@cli.command("plan")
+@_config_opt
+@_set_opt
+@click.option("--topology", required=True, metavar="NAME", help="TPU slice, e.g. v5e-8.")
+@click.option(
+    "--stage",
+    "stage_names",
+    multiple=True,
+    metavar="NAME",
+    help="Plan only this stage (repeatable; default: every stage).",
+)
+@click.option(
+    "--json", "json_path", type=click.Path(dir_okay=False), help="Write the plan as JSON."
+)
+@click.option(
+    "--fix-tries",
+    default=4,
+    show_default=True,
+    help="Variants compiled per program that does not fit (0: report only).",
+)
+def plan_cmd(
+    config_path: str,
+    overrides: tuple[str, ...],
+    topology: str,
+    stage_names: tuple[str, ...],
+    json_path: str | None,
+    fix_tries: int,
+) -> None:
+    """Compile every stage's device programs for a TPU slice (no TPU needed) and report
+    memory per device, fit, FLOPs, bytes and estimated time; exits 1 if a program does not fit."""
+    import os
+    from pathlib import Path
+
+    os.environ.setdefault("JAX_PLATFORMS", "cpu")  # compile for the slice, run nothing here
+    from sqjax import stages
+    from sqjax.pipeline.config import load_config
+    from sqjax.plan import plan
+    from sqjax.plan.report import dumps, failure_lines, text
+
+    for name in stage_names:
+        stages.spec(name)
+    cfg = load_config(config_path, list(overrides))
+    _setup_logging()
+    result = plan(cfg, topology, list(stage_names) or None, fix_tries=fix_tries, log=_log_info)
+    click.echo(text(result))
+    if json_path:
+        Path(json_path).write_text(dumps(result), encoding="utf-8")
+    failures = failure_lines(result)
+    for line in failures:
+        click.echo(f"does not fit: {line}", err=True)
+    if failures:
+        sys.exit(1)
 
 
 @cli.command("report")

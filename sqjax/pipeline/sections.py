@@ -37,6 +37,21 @@ def _check_positive(**values: int | None) -> None:
         _require(value is None or value > 0, f"{name}={value} must be > 0")
 
 
+REMAT_MODES = ("none", "full", "dots")
+
+
+def _check_training(remat: str, accum_steps: int) -> None:
+    """remat and accumulation of a training stage (sqjax.training.config.TrainConfig's)."""
+    _require(remat in REMAT_MODES, f"remat={remat!r} is not one of {REMAT_MODES}")
+    _require(accum_steps >= 1, f"accum_steps={accum_steps} must be >= 1")
+
+
+def micro_batches(batch_size: int, accum_steps: int) -> int:
+    """The micro-batches of a step: accum_steps, or the largest divisor of batch_size below
+    it when it does not divide (a default never makes a small batch an error)."""
+    return max(a for a in range(1, min(accum_steps, batch_size) + 1) if batch_size % a == 0)
+
+
 @dataclass(frozen=True)
 class SeedSource:
     """A JSONL file of seed questions and the field holding the question text."""
@@ -69,6 +84,11 @@ class QftConfig:
     batch_size: int = 32
     loss: Literal["all", "question"] = "all"  # authors' code: loss on every token
     max_steps: int | None = None  # cap for smoke runs; None = full epochs
+    # memory (sqjax choices; `sqjax plan` checks they fit): recompute each block's
+    # activations in the backward pass, and split each step into accum_steps micro-batches
+    # (at most: see micro_batches)
+    remat: Literal["none", "full", "dots"] = "full"
+    accum_steps: int = 1
     # questions sampled and judged before and after QFT (share judged a math problem, and
     # solvable); 0 = skip. Sampling: qpo_sample settings; judge: filter.solvability. sqjax choice
     probe_questions: int = 200
@@ -76,6 +96,7 @@ class QftConfig:
     def __post_init__(self) -> None:
         _check_positive(epochs=self.epochs, seq_len=self.seq_len, batch_size=self.batch_size)
         _check_positive(max_steps=self.max_steps)
+        _check_training(self.remat, self.accum_steps)
         _require(self.probe_questions >= 0, f"probe_questions={self.probe_questions} must be >= 0")
         _require(0 <= self.warmup_ratio < 1, f"warmup_ratio={self.warmup_ratio} not in [0, 1)")
 
@@ -171,11 +192,14 @@ class QpoConfig:
     max_len: int = 1024
     max_steps: int | None = None
     probe_questions: int = 200  # judged sample before/after QPO, as in QftConfig; 0 = skip
+    remat: Literal["none", "full", "dots"] = "full"  # as in QftConfig
+    accum_steps: int = 4  # 32 pairs (64 rows of max_len) per micro-batch
 
     def __post_init__(self) -> None:
         _require(self.beta > 0, f"beta={self.beta} must be > 0")
         _check_positive(batch_size=self.batch_size, epochs=self.epochs, max_len=self.max_len)
         _check_positive(max_steps=self.max_steps)
+        _check_training(self.remat, self.accum_steps)
         _require(self.probe_questions >= 0, f"probe_questions={self.probe_questions} must be >= 0")
 
 
@@ -403,11 +427,14 @@ class SftConfig:
     batch_size: int = 64
     loss: Literal["response", "all"] = "response"
     max_steps: int | None = None
+    remat: Literal["none", "full", "dots"] = "full"  # as in QftConfig
+    accum_steps: int = 8  # 8 rows of pack_len per micro-batch
 
     def __post_init__(self) -> None:
         _check_positive(epochs=self.epochs, pack_len=self.pack_len, batch_size=self.batch_size)
         _check_positive(max_steps=self.max_steps, max_rows=self.max_rows)
         check_template(self.template, "template")
+        _check_training(self.remat, self.accum_steps)
 
 
 def _paper_benchmarks() -> dict[str, str]:

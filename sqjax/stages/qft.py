@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqjax.pipeline.context import StageContext
+from sqjax.pipeline.sections import micro_batches
 from sqjax.question import training as tr
 from sqjax.question.probe import probe
 
@@ -46,6 +47,8 @@ def train_config(ctx: StageContext, model: str, data: str) -> Any:
         pack=True,
         seq_len=s.seq_len,
         batch_size=s.batch_size,
+        accum_steps=micro_batches(s.batch_size, s.accum_steps),
+        remat=s.remat,
         epochs=s.epochs,
         max_steps=s.max_steps,
         optim=OptimConfig(lr=s.lr, warmup_ratio=s.warmup_ratio),

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqjax.errors import SqjaxError
 from sqjax.pipeline.context import StageContext
+from sqjax.pipeline.sections import micro_batches
 from sqjax.question import training as tr
 from sqjax.question.probe import probe, reuse_probe
 
@@ -34,6 +35,8 @@ def train_config(ctx: StageContext, model: str, data: str, batch_size: int) -> A
         pack=False,
         seq_len=s.max_len,
         batch_size=batch_size,
+        accum_steps=micro_batches(batch_size, s.accum_steps),
+        remat=s.remat,
         epochs=s.epochs,
         max_steps=s.max_steps,
         optim=OptimConfig(lr=s.lr, warmup_steps=s.warmup_steps),

@@ -23,7 +23,7 @@ from typing import Any
 from sqjax.data.prompt_format import query_text, with_template
 from sqjax.errors import SqjaxError
 from sqjax.pipeline.context import StageContext
-from sqjax.pipeline.sections import SftModel
+from sqjax.pipeline.sections import SftModel, micro_batches
 from sqjax.question import training as tr
 from sqjax.stages.common import load_entry
 
@@ -107,6 +107,8 @@ def train_config(
         pack=True,
         seq_len=s.pack_len,
         batch_size=s.batch_size,
+        accum_steps=micro_batches(s.batch_size, s.accum_steps),
+        remat=s.remat,
         epochs=s.epochs,
         max_steps=s.max_steps,
         optim=OptimConfig(lr=item.lr, warmup_ratio=s.warmup_ratio),

@@ -1,0 +1,61 @@
+"""Models without weights: a ModelConfig from config.json (or a preset for hub ids) and an
+abstract Decoder whose parameters are jax.ShapeDtypeStructs (nnx.eval_shape; nothing read,
+nothing allocated)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flax import nnx
+
+from sqjax import assets
+from sqjax.errors import SqjaxError
+from sqjax.models.config import ModelConfig
+from sqjax.models.decoder import Decoder
+from sqjax.models.presets import PRESETS
+from sqjax.pipeline.config import RunConfig
+
+
+def model_config(run: RunConfig, ref: str) -> ModelConfig:
+    """The architecture of a model field's value: a `models` name or `<stage>:<name>` (the
+    checkpoint a stage will write has its base model's architecture; `difficulty:` ones a
+    one-output score head)."""
+    stage, _, name = ref.rpartition(":")
+    if name not in run.models:
+        raise SqjaxError(f"model {ref!r} is not in the models table ({sorted(run.models)})")
+    path = run.models[name].path
+    cfg = _config_of(path)
+    if stage == "difficulty":
+        cfg = cfg.replace(head="score", num_labels=1)
+    return cfg
+
+
+def _config_of(path: str) -> ModelConfig:
+    from sqjax.checkpoints.gguf_io import gguf_config, open_reader
+    from sqjax.checkpoints.safetensors_io import load_config
+
+    local = assets.resolve(path) if path.startswith(assets.PREFIX) else Path(path)
+    if local.is_dir():
+        return load_config(local)
+    if local.is_file() and local.suffix == ".gguf":
+        return gguf_config(open_reader(local), str(local))
+    if path in PRESETS:
+        return PRESETS[path]
+    raise SqjaxError(
+        f"model path {path!r}: no config.json there and no preset of that name "
+        f"(sqjax/models/presets.py); plan reads only configs, give a local HF directory"
+    )
+
+
+def abstract_model(cfg: ModelConfig, dtype: str, param_dtype: str) -> Decoder:
+    """A Decoder of `cfg` computing in `dtype` with `param_dtype` weights, all abstract."""
+    cfg = cfg.replace(dtype=dtype, param_dtype=param_dtype)
+    return nnx.eval_shape(lambda: Decoder(cfg, nnx.Rngs(0)))
+
+
+def param_count(model: Decoder) -> int:
+    import math
+
+    import jax
+
+    return sum(math.prod(x.shape) for x in jax.tree.leaves(nnx.state(model, nnx.Param)))

@@ -1,0 +1,266 @@
+"""`plan(run, topology)`: every stage's programs compiled for a TPU slice, whether each fits
+its devices' HBM, a fix checked by compiling it for each one that does not, and a roofline
+estimate of each stage's time on the slice."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sqjax.models.config import ModelConfig
+from sqjax.pipeline.config import RunConfig
+from sqjax.plan import programs as P
+from sqjax.plan.abstract import abstract_model, model_config, param_count
+from sqjax.plan.compiled import Figures, figures
+from sqjax.plan.roofline import Device, device, seconds
+from sqjax.plan.topology import Topology, devices, topology
+from sqjax.plan.workload import Job, jobs
+
+GIB = 1024**3
+MAX_FIX_TRIES = 4  # compiles tried per program that does not fit
+
+
+@dataclasses.dataclass
+class ProgramPlan:
+    job: Job
+    mesh: tuple[int, int, int]
+    figures: Figures
+    seconds_per_call: float
+    hours: float
+    efficiency: dict[str, float]
+    fix: str | None = None  # a variant that fits, checked by compiling it
+    fix_figures: Figures | None = None
+
+
+@dataclasses.dataclass
+class PlanResult:
+    topology: Topology
+    device: Device
+    programs: list[ProgramPlan]
+    versions: dict[str, str]
+
+    def failures(self) -> list[ProgramPlan]:
+        return [p for p in self.programs if not p.figures.fits]
+
+
+class Planner:
+    """Compiles jobs on one topology, each distinct program once."""
+
+    def __init__(self, run: RunConfig, topo: Topology, log: Callable[[str], None] = print):
+        self.run, self.topo, self.log = run, topo, log
+        self.device = device(topo)
+        self.devices = devices(topo.name)
+        self.cache: dict[tuple, Figures] = {}
+
+    def mesh(self, sizes: tuple[int, int, int]):
+        from sqjax.sharding import make_mesh
+
+        return make_mesh(*sizes, devices=self.devices)
+
+    def rows_multiple(self, sizes: tuple[int, int, int]) -> int:
+        m = self.mesh(sizes)
+        return m.shape["data"] * m.shape["fsdp"]
+
+    def compile(self, job: Job, sizes: tuple[int, int, int]) -> Figures:
+        key = (job.key, sizes)
+        if key not in self.cache:
+            cfg = model_config(self.run, job.model)
+            name = f"{job.stage}/{job.kind} {job.model}"
+            self.log(f"compiling {name} on {self.topo.name} mesh {sizes} ...")
+            self.cache[key] = figures(
+                name, _lowerer(job, cfg, self.mesh(sizes), self.run), self.device.hbm_bytes
+            )
+            f = self.cache[key]
+            self.log(f"  {f.total_gib:.2f} GiB/device, fits={f.fits}, {f.compile_seconds:.0f} s")
+        return self.cache[key]
+
+
+def _lowerer(job: Job, cfg: ModelConfig, mesh, run: RunConfig) -> Callable[[], Any]:
+    dtype = run.models[job.model.rpartition(":")[2]].dtype
+    if job.kind == "train":
+        shape = dataclasses.replace(job.shape, compute_dtype=dtype)
+        return lambda: P.train_step(cfg, mesh, shape)
+    if job.kind == "reference":
+        shape = dataclasses.replace(job.shape, compute_dtype=dtype)
+        return lambda: P.reference_pass(cfg, mesh, shape)
+    if job.kind == "regressor":
+        shape = dataclasses.replace(job.shape, compute_dtype=dtype)
+        return lambda: P.regressor_step(cfg, mesh, shape)
+    if job.kind == "insert":
+        return lambda: P.insert(cfg, mesh, job.shape)
+    if job.kind == "decode":
+        return lambda: P.decode(cfg, mesh, job.shape, job.span)
+    rows, seq_len, kind = job.shape
+    return lambda: P.score(cfg, mesh, rows, seq_len, kind, dtype)
+
+
+def _efficiency(job: Job, f: Figures, cfg: ModelConfig, sizes, planner: Planner) -> dict:
+    """Compiled figures against their minimum: decode bytes per step vs. weights + KV read
+    once; training FLOPs vs. 6 x params x tokens (8 x with full remat: one more forward)."""
+    n = planner.topo.num_devices
+    if job.kind == "decode" and f.fits:
+        weights = P.weight_bytes_per_device(cfg, planner.mesh(sizes), job.shape.dtype)
+        kv = f.argument_bytes - weights  # the slots: KV cache + small per-row arrays
+        step = f.bytes_accessed / job.shape.chunk
+        return {
+            "bytes_per_step": step,
+            "weight_bytes": weights,
+            "kv_bytes": kv,
+            "min_bytes_per_step": weights + kv,
+            "bytes_vs_min": step / (weights + kv),
+        }
+    if job.kind in ("train", "regressor") and f.fits:
+        params = param_count(abstract_model(cfg, "bfloat16", "bfloat16"))
+        per = 8 if getattr(job.shape, "remat", "none") == "full" else 6
+        model = per * params * job.tokens / n
+        return {
+            "flops_per_step": f.flops,
+            "model_flops_per_step": model,
+            "flops_vs_model": f.flops / model,
+        }
+    return {}
+
+
+def _seconds(job: Job, f: Figures, eff: dict, d: Device) -> float:
+    """Roofline seconds per call; a decode call at the workload's mean span reads that
+    share of the cache (the compiled program attends the full one)."""
+    nbytes = f.bytes_accessed
+    if job.kind == "decode" and "kv_bytes" in eff and job.span:
+        nbytes -= job.shape.chunk * eff["kv_bytes"] * (1 - job.mean_span / job.span)
+    return seconds(f.flops, nbytes, d)
+
+
+def _variants(job: Job, sizes: tuple[int, int, int], n: int) -> list[tuple[str, Job, tuple]]:
+    """Changes that shrink a program's memory, cheapest first, as (config fix, job, mesh)."""
+    out = []
+    if job.kind in ("train", "reference", "regressor"):
+        t = job.shape
+        if sizes != (1, n, 1):
+            out.append(("mesh: {data: 1, fsdp: -1, tensor: 1}", job, (1, n, 1)))
+        fsdp = (1, n, 1)
+        if getattr(t, "remat", "full") != "full" and job.kind == "train":
+            out.append(
+                (
+                    f"{job.stage}.remat: full",
+                    dataclasses.replace(job, shape=dataclasses.replace(t, remat="full")),
+                    fsdp,
+                )
+            )
+        for a in (2, 4, 8, 16):
+            accum = t.accum * a if job.kind != "regressor" else 1
+            if job.kind != "regressor" and t.rows % accum == 0 and t.rows // accum >= n:
+                shape = dataclasses.replace(t, accum=accum, remat="full")
+                out.append(
+                    (
+                        f"{job.stage}.accum_steps: {accum} (remat: full)",
+                        dataclasses.replace(job, shape=shape),
+                        fsdp,
+                    )
+                )
+        if n >= 4:
+            out.append(("mesh: {data: 1, fsdp: -1, tensor: 2}", job, (1, n // 2, 2)))
+    elif job.kind in ("insert", "decode"):
+        s = job.shape
+        for tensor in (2, 4, 8):
+            if tensor <= n and tensor > sizes[2] and n % tensor == 0:
+                out.append(
+                    (
+                        f"mesh: {{data: -1, fsdp: 1, tensor: {tensor}}}",
+                        job,
+                        (n // tensor, 1, tensor),
+                    )
+                )
+        for div in (2, 4):
+            if s.slots // div >= n:
+                shape = dataclasses.replace(s, slots=s.slots // div, unique=max(1, s.unique // div))
+                out.append(
+                    (
+                        f"{job.stage}.batch_size: {s.slots // div}",
+                        dataclasses.replace(job, shape=shape),
+                        sizes,
+                    )
+                )
+    elif job.kind == "score":
+        rows, seq_len, kind = job.shape
+        for tensor in (2, 4, 8):
+            if tensor <= n and tensor > sizes[2] and n % tensor == 0:
+                out.append(
+                    (
+                        f"mesh: {{data: -1, fsdp: 1, tensor: {tensor}}}",
+                        job,
+                        (n // tensor, 1, tensor),
+                    )
+                )
+        if rows // 2 >= n:
+            out.append(
+                (
+                    f"{job.stage}.batch_size: {rows // 2}",
+                    dataclasses.replace(job, shape=(rows // 2, seq_len, kind)),
+                    sizes,
+                )
+            )
+    return out
+
+
+def _fix(planner: Planner, job: Job, sizes, tries: int) -> tuple[str | None, Figures | None]:
+    for text, variant, mesh in _variants(job, sizes, planner.topo.num_devices)[:tries]:
+        f = planner.compile(variant, mesh)
+        if f.fits:
+            return text, f
+    return None, None
+
+
+def plan(
+    run: RunConfig,
+    topology_name: str,
+    stages: Sequence[str] | None = None,
+    *,
+    fix_tries: int = MAX_FIX_TRIES,
+    log: Callable[[str], None] = print,
+) -> PlanResult:
+    """Compiles every program of `stages` (default: all) of `run` for the slice."""
+    from sqjax import stages as registry
+
+    topo = topology(topology_name)
+    planner = Planner(run, topo, log)
+    m = run.mesh
+    sizes = tuple(
+        planner.mesh((m.data, m.fsdp, m.tensor)).shape[a] for a in ("data", "fsdp", "tensor")
+    )
+    rows = planner.rows_multiple(sizes)
+    out = []
+    for stage in stages or registry.names():
+        for job in jobs(run, stage, rows):
+            cfg = model_config(run, job.model)
+            f = planner.compile(job, sizes)
+            eff = _efficiency(job, f, cfg, sizes, planner)
+            per_call = _seconds(job, f, eff, planner.device) if f.fits else math.nan
+            p = ProgramPlan(job, sizes, f, per_call, per_call * job.calls / 3600, eff)
+            if not f.fits and fix_tries:
+                p.fix, p.fix_figures = _fix(planner, job, sizes, fix_tries)
+                if p.fix_figures is not None:
+                    fixed = _seconds(job, p.fix_figures, {}, planner.device)
+                    p.hours = fixed * job.calls / 3600
+            out.append(p)
+    return PlanResult(topo, planner.device, out, versions())
+
+
+def versions() -> dict[str, str]:
+    import datetime
+    from importlib import metadata
+
+    import jax
+
+    def version(name: str) -> str:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    return {
+        "date": datetime.date.today().isoformat(),
+        "jax": jax.__version__,
+        "libtpu": version("libtpu"),
+    }

@@ -1,0 +1,236 @@
+"""The device programs each stage runs, lowered for a mesh with abstract inputs: nothing is
+allocated and no weights are read. Each builder goes through the functions the stages use
+(sqjax/training/step.py's train step, sqjax/training/dpo.py's reference log-probs, the
+engine's jitted insert/decode from sqjax/sampling/steps.py, sqjax/sampling/scoring.py, the
+difficulty regressor's step), so the figures follow the code."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from sqjax.models.config import ModelConfig
+from sqjax.plan.abstract import abstract_model
+from sqjax.sharding import SAMPLE_RULES, TRAIN_RULES, batch_sharding, state_shardings
+
+SFT_KEYS = {
+    "tokens": jnp.int32,
+    "positions": jnp.int32,
+    "segment_ids": jnp.int32,
+    "targets": jnp.int32,
+    "weights": jnp.float32,
+}
+TOTAL_STEPS = 1_000  # the schedule's length does not change the program
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainShape:
+    """A training stage's step: `rows` per optimizer step in `accum` micro-batches."""
+
+    loss: str  # "sft", "dpo" or "regression" (the difficulty regressor)
+    rows: int
+    seq_len: int
+    accum: int = 1
+    remat: str = "none"
+    logits_chunk: int = 1024
+    compute_dtype: str = "bfloat16"
+
+
+def _sds(shape, dtype, sharding) -> jax.ShapeDtypeStruct:
+    return jax.ShapeDtypeStruct(tuple(shape), jnp.dtype(dtype), sharding=sharding)
+
+
+def _with(tree: Any, shardings: Any) -> Any:
+    """Abstract arrays of `tree` carrying the matching shardings of `shardings`."""
+    return jax.tree.map(lambda a, s: _sds(a.shape, a.dtype, s), tree, shardings)
+
+
+def _replicated(mesh: Mesh, shape, dtype) -> jax.ShapeDtypeStruct:
+    return _sds(shape, dtype, NamedSharding(mesh, PartitionSpec()))
+
+
+def train_step(cfg: ModelConfig, mesh: Mesh, t: TrainShape):
+    """The stage trainer's jitted step (sqjax.training.step.make_train_step), lowered."""
+    from sqjax.training.config import DPOConfig, OptimConfig
+    from sqjax.training.dpo import dpo_objective
+    from sqjax.training.optimizer import make_optimizer, schedule
+    from sqjax.training.sft import sft_objective
+    from sqjax.training.step import TrainState, batch_spec, make_train_step, state_sharding
+
+    model = abstract_model(cfg, t.compute_dtype, "float32")
+    graphdef, params = nnx.split(model, nnx.Param)
+    optim = OptimConfig()
+    optimizer = make_optimizer(optim, TOTAL_STEPS)
+    sharding = state_sharding(params, optimizer, mesh)
+    abstract = jax.eval_shape(
+        lambda p: TrainState(jnp.zeros((), jnp.int32), p, optimizer.init(p)), params
+    )
+    A, b, L = t.accum, t.rows // t.accum, t.seq_len
+    if t.loss == "dpo":
+        d = DPOConfig()
+        objective = dpo_objective(d.variant, d.beta, remat=t.remat, logits_chunk=t.logits_chunk)
+        dtypes = {f"{side}_{k}": v for side in ("chosen", "rejected") for k, v in SFT_KEYS.items()}
+        shapes = {k: (A, b, L) for k in dtypes}
+        dtypes |= {"ref_chosen": jnp.float32, "ref_rejected": jnp.float32}
+        shapes |= {"ref_chosen": (A, b), "ref_rejected": (A, b)}
+    else:
+        objective = sft_objective(t.remat, t.logits_chunk)
+        dtypes, shapes = SFT_KEYS, {k: (A, b, L) for k in SFT_KEYS}
+    step = make_train_step(
+        graphdef, objective, optimizer, schedule(optim, TOTAL_STEPS), sharding, shapes, mesh
+    )
+    batch = {k: _sds(shapes[k], dtypes[k], batch_spec(mesh, len(shapes[k]))) for k in shapes}
+    return step.lower(_with(abstract, sharding), batch)
+
+
+def reference_pass(cfg: ModelConfig, mesh: Mesh, t: TrainShape):
+    """DPO's frozen reference log-probabilities (sqjax.training.dpo._both_logps) over one
+    micro-batch of pairs, on the trainer's weights (float32 master, TRAIN_RULES)."""
+    from sqjax.training.dpo import ROW_KEYS, _both_logps
+
+    model = abstract_model(cfg, t.compute_dtype, "float32")
+    graphdef, weights = nnx.split(model)
+    w_s = state_shardings(weights, mesh, TRAIN_RULES)
+    b = t.rows // t.accum
+    batch = {
+        f"{side}_{k}": _sds((b, t.seq_len), SFT_KEYS[k], batch_sharding(mesh, 2))
+        for side in ("chosen", "rejected")
+        for k in ROW_KEYS
+    }
+    fn = jax.jit(lambda w, batch: _both_logps(nnx.merge(graphdef, w), batch))
+    return fn.lower(_with(weights, w_s), batch)
+
+
+def regressor_step(cfg: ModelConfig, mesh: Mesh, t: TrainShape):
+    """The difficulty regressor's train step (sqjax.question.difficulty.regressor_step)."""
+    from sqjax.question.difficulty import regressor_step as make_step
+
+    model = abstract_model(cfg.replace(head="score", num_labels=1), t.compute_dtype, "float32")
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    step, opt = make_step(graphdef, rest, lr=1e-5, total=TOTAL_STEPS, warmup=0)
+    opt_state = jax.eval_shape(opt.init, params)
+    p_s = state_shardings(params, mesh, TRAIN_RULES)
+    rep = NamedSharding(mesh, PartitionSpec())
+    opt_s = jax.tree.map(lambda _: rep, opt_state)
+    import optax
+
+    opt_s = optax.tree_map_params(
+        opt, lambda _, s: s, opt_state, p_s, transform_non_params=lambda _: rep
+    )
+    rows = [_sds((t.rows, t.seq_len), jnp.int32, batch_sharding(mesh, 2))] * 2
+    rows += [_sds((t.rows,), jnp.float32, batch_sharding(mesh, 1))] * 2
+    return step.lower(_with(params, p_s), _with(opt_state, opt_s), *rows)
+
+
+@dataclasses.dataclass(frozen=True)
+class SampleShape:
+    """A sampling stage's engine: `slots` rows, a cache of `cache_len`, prompts of up to
+    `prompt_len` tokens of which `unique` distinct per insert, `chunk` decode steps a call."""
+
+    slots: int
+    cache_len: int
+    prompt_len: int
+    unique: int
+    chunk: int = 16
+    stop_ids: int = 4
+    dtype: str = "bfloat16"
+
+
+def _engine(cfg: ModelConfig, mesh: Mesh, s: SampleShape):
+    """An Engine around an abstract model: the same slot layout, shardings and jitted programs
+    as a real one (Engine.__init__ would place weights; here they stay abstract)."""
+    from sqjax.sampling.engine import Engine, round_up
+
+    model = abstract_model(cfg, s.dtype, s.dtype)
+    engine = Engine.__new__(Engine)
+    engine.graphdef, weights = nnx.split(model)
+    engine.config, engine.dtype, engine.mesh = model.config, model.compute_dtype, mesh
+    engine.tokenizer, engine.chunk, engine.progress, engine.stats = None, s.chunk, False, {}
+    engine.max_batch = round_up(s.slots, engine._rows())
+    engine.weights = _with(weights, state_shardings(weights, mesh, SAMPLE_RULES))
+    slots = jax.eval_shape(lambda: engine._init_slots(engine.max_batch, s.cache_len, s.stop_ids))
+    slots = _with(slots, engine._slot_shardings(slots))
+    return engine, slots
+
+
+def decode(cfg: ModelConfig, mesh: Mesh, s: SampleShape, span: int):
+    """One decode call (`chunk` steps) attending the first `span` cache slots."""
+    engine, slots = _engine(cfg, mesh, s)
+    decode_fn = engine._programs(slots)[0]
+    kill_B = _replicated(mesh, (engine.max_batch,), jnp.bool_)
+    return decode_fn.lower(
+        engine.graphdef,
+        engine.weights,
+        slots,
+        kill_B,
+        steps=s.chunk,
+        span=span,
+        with_logprobs=False,
+    )
+
+
+def insert(cfg: ModelConfig, mesh: Mesh, s: SampleShape):
+    """One insert: `unique` prompts prefilled and copied into all slots."""
+    from sqjax.sampling.engine import bucket
+    from sqjax.sampling.filters import RowSampling
+    from sqjax.sampling.steps import NewRows
+
+    engine, slots = _engine(cfg, mesh, s)
+    insert_fn = engine._programs(slots)[1]
+    U, B, L = s.unique, engine.max_batch, bucket(s.prompt_len - 1)
+
+    def rep(shape, dtype):
+        return _replicated(mesh, shape, dtype)
+
+    i32, f32, u32 = np.int32, np.float32, np.uint32
+    new = NewRows(
+        src_M=rep((B,), i32),
+        slot_M=rep((B,), i32),
+        rows=RowSampling(rep((B,), f32), rep((B,), i32), rep((B,), f32), rep((B,), f32)),
+        min_tokens_M=rep((B,), i32),
+        max_tokens_M=rep((B,), i32),
+        stop_ME=rep((B, s.stop_ids), i32),
+        seed_M=rep((B,), u32),
+        request_M=rep((B,), u32),
+        index_M=rep((B,), u32),
+    )
+    return insert_fn.lower(
+        engine.graphdef,
+        engine.weights,
+        slots,
+        rep((U, L), i32),
+        rep((U,), i32),
+        rep((U,), i32),
+        new,
+    )
+
+
+def score(cfg: ModelConfig, mesh: Mesh, rows: int, seq_len: int, kind: str, dtype: str):
+    """A scoring program of sqjax.sampling.scoring (`rewards`, `logprobs`) or the difficulty
+    scorer's prediction, over one padded batch."""
+    from sqjax.sampling import scoring
+
+    model = abstract_model(cfg, dtype, dtype)
+    graphdef, weights = nnx.split(model)
+    weights = _with(weights, state_shardings(weights, mesh, SAMPLE_RULES))
+    ids = _sds((rows, seq_len), jnp.int32, batch_sharding(mesh, 2))
+    fn = {"reward": scoring.rewards, "logprobs": scoring.token_logprobs}[kind]
+    return fn.lower(graphdef, weights, ids, ids)
+
+
+def weight_bytes_per_device(cfg: ModelConfig, mesh: Mesh, dtype: str) -> float:
+    """Bytes of the sampler's weights (SAMPLE_RULES) one device holds."""
+    model = abstract_model(cfg, dtype, dtype)
+    weights = nnx.state(model)
+    shardings = state_shardings(weights, mesh, SAMPLE_RULES)
+
+    def one(a, s):
+        return float(np.prod(s.shard_shape(a.shape))) * jnp.dtype(a.dtype).itemsize
+
+    return sum(jax.tree.leaves(jax.tree.map(one, weights, shardings)))

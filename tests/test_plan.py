@@ -1,0 +1,132 @@
+"""`sqjax plan`: a tiny model's programs compiled for a v5e:2x2 slice without a TPU (libtpu's
+deviceless compile; the `tpu` extra), memory figures, and a batch too large for HBM reported
+with a fix that plan compiled."""
+
+import json
+
+import pytest
+import yaml
+
+pytest.importorskip("libtpu", reason="needs the TPU extra: pip install -e '.[tpu]'")
+
+from sqjax.cli import cli
+from sqjax.models.config import ModelConfig
+from sqjax.models.hf_config import to_hf_config
+from sqjax.pipeline.config import parse_config
+from sqjax.plan import plan
+from sqjax.plan.hlo import loop_scale
+from sqjax.plan.report import failure_lines, text
+
+TINY = ModelConfig(
+    family="qwen2",
+    vocab_size=512,
+    hidden_size=64,
+    intermediate_size=128,
+    num_layers=2,
+    num_heads=4,
+    num_kv_heads=2,
+    head_dim=16,
+    qkv_bias=True,
+    max_position_embeddings=8192,
+)
+
+
+def _config(tmp_path, **sections) -> str:
+    model = tmp_path / "tiny"
+    model.mkdir(exist_ok=True)
+    (model / "config.json").write_text(json.dumps(to_hf_config(TINY)))
+    data = {"run_dir": str(tmp_path / "run"), "models": {"tiny": {"path": str(model)}}}
+    data.update(sections)
+    return yaml.safe_dump(data)
+
+
+def _run(tmp_path, stage: str, **sections):
+    cfg = parse_config(_config(tmp_path, **sections), "test.yaml")
+    return plan(cfg, "v5e-4", [stage], fix_tries=4, log=lambda _: None)
+
+
+def test_train_and_decode_compile_with_positive_figures(tmp_path):
+    qft = _run(tmp_path, "qft", qft={"models": ["tiny"], "batch_size": 8, "seq_len": 64})
+    (train,) = qft.programs
+    f = train.figures
+    assert f.fits and f.argument_bytes > 0 and f.output_bytes > 0 and f.total_bytes > 0
+    assert f.flops > 0 and f.bytes_accessed > 0 and f.compile_seconds > 0
+    assert train.hours > 0 and "flops_vs_model" in train.efficiency
+    sample = _run(
+        tmp_path,
+        "gen-questions",
+        gen_questions={
+            "generators": ["tiny"],
+            "num_questions": 1000,
+            "batch_size": 8,
+            "max_tokens": 64,
+        },
+    )
+    insert, decode = sample.programs
+    assert insert.job.kind == "insert" and decode.job.kind == "decode"
+    assert all(p.figures.fits and p.figures.total_bytes > 0 for p in sample.programs)
+    # the decode loop runs `chunk` steps: its body's figures are scaled by that trip count
+    assert decode.job.shape.chunk in decode.figures.trip_counts
+    assert decode.figures.flops > decode.figures.xla_flops
+    assert decode.efficiency["bytes_vs_min"] > 0
+    assert "gen-questions" in text(sample)
+
+
+def test_oversized_batch_does_not_fit_and_a_fix_is_compiled(tmp_path):
+    # 262K-token train steps of a tiny model without remat: activations past a v5e chip's 15.75 GiB
+    result = _run(
+        tmp_path,
+        "qft",
+        qft={"models": ["tiny"], "batch_size": 64, "seq_len": 4096, "remat": "none"},
+    )
+    (train,) = result.programs
+    assert not train.figures.fits
+    assert train.figures.total_bytes > train.figures.capacity_bytes
+    assert train.fix is not None and train.fix_figures.fits
+    (line,) = failure_lines(result)
+    assert line.startswith("qft: train of tiny needs") and "fits at" in line
+
+
+def test_cli_exits_nonzero_with_one_line_per_failing_program(tmp_path):
+    from click.testing import CliRunner
+
+    path = tmp_path / "cfg.yaml"
+    path.write_text(
+        _config(
+            tmp_path, qft={"models": ["tiny"], "batch_size": 64, "seq_len": 4096, "remat": "none"}
+        )
+    )
+    out = tmp_path / "plan.json"
+    res = CliRunner().invoke(
+        cli,
+        [
+            "plan",
+            "--config",
+            str(path),
+            "--topology",
+            "v5e-4",
+            "--stage",
+            "qft",
+            "--json",
+            str(out),
+            "--fix-tries",
+            "0",
+        ],
+    )
+    assert res.exit_code == 1, res.output
+    assert "does not fit: qft: train of tiny needs" in res.output
+    data = json.loads(out.read_text())
+    assert data["programs"][0]["figures"]["fits"] is False and data["versions"]["libtpu"]
+
+
+def test_loop_scale_counts_a_scan_body_by_its_trip_count():
+    import jax
+    import jax.numpy as jnp
+
+    def f(w, x):
+        return jax.lax.scan(lambda x, wi: (jnp.tanh(x @ wi), None), x, w)[0]
+
+    w = jnp.zeros((6, 32, 32))
+    hlo = jax.jit(f).lower(w, jnp.zeros((8, 32))).compile().as_text()
+    scale = loop_scale(hlo)
+    assert 6 in scale.trip_counts and scale.flops == pytest.approx(6.0)
