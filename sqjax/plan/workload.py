@@ -44,7 +44,10 @@ class Job:
     @property
     def key(self) -> tuple:
         """Jobs with equal keys are the same program (compiled once)."""
-        return (self.model.rpartition(":")[2], self.kind, self.shape, self.span)
+        shape = self.shape
+        if self.kind == "decode":  # decode does not see the prompts
+            shape = dataclasses.replace(shape, prompt_len=0, unique=0)
+        return (self.model.rpartition(":")[2], self.kind, shape, self.span)
 
 
 def _train(stage, section, model, loss, rows, seq_len, examples, tokens_each, epochs) -> list[Job]:
