@@ -269,7 +269,7 @@ def plan_cmd(
     from pathlib import Path
 
     os.environ.setdefault("JAX_PLATFORMS", "cpu")  # compile for the slice, run nothing here
-    from sqjax import stages
+    from sqjax import paths, stages
     from sqjax.pipeline.config import load_config
     from sqjax.plan import plan
     from sqjax.plan.report import dumps, failure_lines, text
@@ -282,6 +282,8 @@ def plan_cmd(
     click.echo(text(result))
     if json_path:
         Path(json_path).write_text(dumps(result), encoding="utf-8")
+    # the run report's Plan section reads RUN/plan/<topology>.json
+    paths.write_text(paths.as_path(cfg.run_dir) / "plan" / f"{topology}.json", dumps(result))
     failures = failure_lines(result)
     for line in failures:
         click.echo(f"does not fit: {line}", err=True)

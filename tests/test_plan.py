@@ -15,7 +15,7 @@ from sqjax.models.hf_config import to_hf_config
 from sqjax.pipeline.config import parse_config
 from sqjax.plan import plan
 from sqjax.plan.hlo import loop_scale
-from sqjax.plan.report import failure_lines, text
+from sqjax.plan.report import failure_lines, run_report_section, text
 
 TINY = ModelConfig(
     family="qwen2",
@@ -117,6 +117,10 @@ def test_cli_exits_nonzero_with_one_line_per_failing_program(tmp_path):
     assert "does not fit: qft: train of tiny needs" in res.output
     data = json.loads(out.read_text())
     assert data["programs"][0]["figures"]["fits"] is False and data["versions"]["libtpu"]
+    # the run report's Plan section reads what plan left in RUN/plan/
+    assert json.loads((tmp_path / "run" / "plan" / "v5e-4.json").read_text()) == data
+    section = "\n".join(run_report_section(tmp_path / "run"))
+    assert "| qft | **no**" in section and "v5e-4: qft: train of tiny needs" in section
 
 
 def test_loop_scale_counts_a_scan_body_by_its_trip_count():

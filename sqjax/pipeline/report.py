@@ -57,10 +57,18 @@ def build_report(run_dir: str | Path, examples: int = 2) -> AnyPath:
     lines += _score_section(manifests.get("eval", {}))
     lines += _metric_sections(manifests)
     lines += ["## Cost (shape of the paper's Table 4)", "", _cost_table(manifests), ""]
+    lines += _plan_section(run_dir)
     lines += _example_sections(run_dir, manifests, examples)
     path = run_dir / "report.md"
     atomic_write_text(path, "\n".join(lines) + "\n")
     return path
+
+
+def _plan_section(run_dir: AnyPath) -> list[str]:
+    """What `sqjax plan` estimated for this config on each slice (RUN/plan/*.json)."""
+    from sqjax.plan.report import run_report_section
+
+    return run_report_section(run_dir)
 
 
 def _rows_table(manifests: dict[str, dict]) -> str:

@@ -164,3 +164,47 @@ def to_json(result: PlanResult) -> dict[str, Any]:
 
 def dumps(result: PlanResult) -> str:
     return json.dumps(to_json(result), indent=1, default=float, allow_nan=True)
+
+
+def stage_table(plans: list[dict[str, Any]], paper_hours: dict[str, float]) -> list[str]:
+    """Markdown rows: per stage and slice, fits, max GiB per device, hours and chip-hours,
+    beside the paper's A100 hours (from the JSON of one or more plans)."""
+    head = "| stage | " + " | ".join(p["topology"]["name"] for p in plans) + " | paper A100 h |"
+    lines = [head, "|---|" + "---|" * (len(plans) + 1)]
+    names = list(dict.fromkeys(s for p in plans for s in p["stages"]))
+    for name in names:
+        cells = []
+        for p in plans:
+            s = p["stages"].get(name)
+            if s is None:
+                cells.append("-")
+                continue
+            fit = "fits" if s["fits"] else "**no**"
+            cells.append(
+                f"{fit}, {s['max_gib']:.1f} GiB, {s['hours']:.1f} h ({s['chip_hours']:.0f} chip-h)"
+            )
+        paper = paper_hours.get(name)
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {paper if paper else '-'} |")
+    return lines
+
+
+def run_report_section(run_dir: Any) -> list[str]:
+    """`## Plan` for the run report, from the plans `sqjax plan` wrote to RUN/plan/*.json."""
+    from sqjax import paths
+    from sqjax.pipeline.report import PAPER_HOURS
+
+    folder = paths.as_path(run_dir) / "plan"
+    names = sorted(n for n in paths.list_names(folder) if n.endswith(".json"))
+    plans = [json.loads((folder / n).read_text()) for n in names]
+    if not plans:
+        return []
+    v = plans[0]["versions"]
+    note = (
+        f"{v['date']}, jax {v['jax']}, libtpu {v['libtpu']}; fits = every program of the "
+        "stage fits one device's HBM; hours = the stage's configured workload."
+    )
+    lines = ["## Plan (sqjax plan: compiled for each slice, roofline time)", "", note, ""]
+    lines += stage_table(plans, PAPER_HOURS)
+    for p in plans:
+        lines += [f"- {p['topology']['name']}: {x}" for x in p["failures"]]
+    return [*lines, ""]
