@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -101,3 +102,49 @@ def test_our_rewordings_are_named_options():
         )
     with pytest.raises(SqjaxError, match="solvability-check"):
         parse_config("filter: {solvability: {prompt: nope}}", "x.yaml")
+
+
+class _Info:
+    seed = 7
+
+    def __init__(self) -> None:
+        self.drops: dict[str, int] = {}
+
+    def drop(self, reason: str, n: int = 1) -> None:
+        self.drops[reason] = self.drops.get(reason, 0) + n
+
+
+def test_rewrite_shard_sends_each_goal_its_figure(monkeypatch):
+    """Each row's goal gets its own paper prompt (Figure 10 for solvability, Figure 11 for
+    difficulty) after the authors' system message; swapping the two fails here."""
+    from sqjax.stages import qpo_rewrite
+
+    calls = []
+
+    def fake_replies(ctx, who, messages, **kw):
+        calls.append((messages, kw))
+        return [
+            f"FINAL QUESTION: rewrite of {i}" if i % 4 else "no marker"
+            for i in range(len(messages))
+        ]
+
+    monkeypatch.setattr(qpo_rewrite, "llm_replies", fake_replies)
+    ctx = SimpleNamespace(section=RunConfig().qpo_rewrite)
+    rows = [{"id": f"q{i}", "question": f"Question number {i}?"} for i in range(24)]
+    info = _Info()
+    out = qpo_rewrite.rewrite_shard(ctx, rows, info)
+    ((messages, kw),) = calls
+    assert kw["system"] == "You are a helpful assistant." and kw["temperature"] == 0.0
+    goals = qpo_rewrite.goals(len(rows), info.seed, 0.5)
+    assert set(goals) == {"solvability", "difficulty"}
+    for row, goal, message in zip(rows, goals, messages):
+        assert message == load_prompt(PAPER_PROMPTS[f"rewrite-{goal}"]).fill(row["question"])
+        fig10 = "create high quality math word problems" in message and "FINAL QUESTION:" in message
+        fig11 = "add 10 to 20 words" in message and "#Finally Rewritten Problem#:" in message
+        assert (fig10, fig11) == ((True, False) if goal == "solvability" else (False, True))
+    assert [r["goal"] for r in out] == [g for i, g in enumerate(goals) if i % 4]
+    assert sum(info.drops.values()) == 6
+    assert info.drops == {
+        f"no_final_question:{g}": sum(1 for i, x in enumerate(goals) if x == g and i % 4 == 0)
+        for g in {goals[i] for i in range(0, 24, 4)}
+    }
