@@ -68,10 +68,16 @@ class Planner:
         if key not in self.cache:
             cfg = model_config(self.run, job.model)
             name = f"{job.stage}/{job.kind} {job.model}"
+            mesh, cap = self.mesh(sizes), self.device.hbm_bytes
+            dtype = self.run.models[job.model.rpartition(":")[2]].dtype
+            args = P.argument_bytes(job.kind, cfg, mesh, job.shape, dtype)
+            if args > cap:  # cannot fit: no need to spend minutes compiling it
+                self.log(f"{name} on {self.topo.name} mesh {sizes}: arguments alone exceed HBM")
+                note = f"arguments alone need {args / GIB:.2f} GiB per device (not compiled)"
+                self.cache[key] = Figures(name, False, cap, args, argument_bytes=args, error=note)
+                return self.cache[key]
             self.log(f"compiling {name} on {self.topo.name} mesh {sizes} ...")
-            self.cache[key] = figures(
-                name, _lowerer(job, cfg, self.mesh(sizes), self.run), self.device.hbm_bytes
-            )
+            self.cache[key] = figures(name, _lowerer(job, cfg, mesh, self.run), cap)
             f = self.cache[key]
             self.log(f"  {f.total_gib:.2f} GiB/device, fits={f.fits}, {f.compile_seconds:.0f} s")
         return self.cache[key]

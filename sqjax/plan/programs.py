@@ -234,3 +234,39 @@ def weight_bytes_per_device(cfg: ModelConfig, mesh: Mesh, dtype: str) -> float:
         return float(np.prod(s.shard_shape(a.shape))) * jnp.dtype(a.dtype).itemsize
 
     return sum(jax.tree.leaves(jax.tree.map(one, weights, shardings)))
+
+
+def _sharded_bytes(tree: Any) -> float:
+    """Bytes one device holds of a tree of abstract arrays with shardings."""
+
+    def one(a):
+        return float(np.prod(a.sharding.shard_shape(a.shape))) * jnp.dtype(a.dtype).itemsize
+
+    return sum(one(a) for a in jax.tree.leaves(tree))
+
+
+def argument_bytes(kind: str, cfg: ModelConfig, mesh: Mesh, shape: Any, dtype: str) -> float:
+    """A lower bound of a program's memory per device, without compiling it: the train state
+    (float32 weights and Adam moments) or the sampler's weights and slots it takes as
+    arguments (0 for the other programs)."""
+    if kind in ("reference", "score"):
+        rules, param_dtype = (
+            (TRAIN_RULES, "float32") if kind == "reference" else (SAMPLE_RULES, dtype)
+        )
+        weights = nnx.state(abstract_model(cfg, dtype, param_dtype))
+        return _sharded_bytes(_with(weights, state_shardings(weights, mesh, rules)))
+    if kind in ("train", "regressor"):
+        from sqjax.training.config import OptimConfig
+        from sqjax.training.optimizer import make_optimizer
+        from sqjax.training.step import TrainState, state_sharding
+
+        params = nnx.state(abstract_model(cfg, dtype, "float32"), nnx.Param)
+        optimizer = make_optimizer(OptimConfig(), TOTAL_STEPS)
+        abstract = jax.eval_shape(
+            lambda p: TrainState(jnp.zeros((), jnp.int32), p, optimizer.init(p)), params
+        )
+        return _sharded_bytes(_with(abstract, state_sharding(params, optimizer, mesh)))
+    if kind in ("insert", "decode"):
+        engine, slots = _engine(cfg, mesh, shape)
+        return _sharded_bytes(engine.weights) + _sharded_bytes(slots)
+    return 0.0
