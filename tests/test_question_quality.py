@@ -69,3 +69,45 @@ def test_clean_ratio_per_eval_set(tmp_path):
         "a": {"eval_questions": 1, "contaminated": 1, "clean_ratio": 0.75},
         "b": {"eval_questions": 1, "contaminated": 1, "clean_ratio": 0.75},
     }
+
+
+def test_report_sections():
+    from sqjax.pipeline.quality_report import clean_ratio_section, quality_section
+
+    summary = summarize(
+        [
+            {"solvable": "yes", "solvable_lax": "yes", "difficulty": "easy"},
+            {"solvable": "none", "solvable_lax": "yes", "difficulty": None},
+        ]
+    )
+    manifests = {
+        "rate-questions": {
+            "metrics": {
+                "question_quality": {
+                    "judge": "gpt-4o",
+                    "sources": {
+                        "qpo-sample (qft:m)": {"kind": "raw QFT output", **summary},
+                    },
+                }
+            }
+        },
+        "filter": {
+            "metrics": {
+                "clean_ratio": {
+                    "ngram": 13,
+                    "rows": 40,
+                    "filtered": False,
+                    "benchmarks": {
+                        "gsm8k": {"eval_questions": 1319, "contaminated": 1, "clean_ratio": 0.975}
+                    },
+                }
+            }
+        },
+    }
+    quality = "\n".join(quality_section(manifests))
+    assert "judge gpt-4o" in quality
+    row = "| qpo-sample (qft:m) | raw QFT output | 2 | 50.0 | 100.0 | 0.0 | 50.0 | 0.0 | 0.0 | 0.0 | 50.0 | 50.0 |"
+    assert row in quality
+    clean = "\n".join(clean_ratio_section(manifests))
+    assert "| gsm8k | 1,319 | 1 | 97.5 |" in clean and "measured, did not filter" in clean
+    assert quality_section({}) == [] and clean_ratio_section({}) == []
