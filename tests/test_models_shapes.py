@@ -17,6 +17,8 @@ from sqjax.models.presets import PRESETS
 PUBLISHED = {
     "Qwen/Qwen2-Math-7B-Instruct": 7_615_616_512,
     "Qwen/Qwen2-Math-7B": 7_615_616_512,
+    "Qwen/Qwen2-Math-1.5B-Instruct": 1_543_714_304,
+    "Qwen/Qwen2-Math-1.5B": 1_543_714_304,
     "deepseek-ai/deepseek-math-7b-rl": 6_910_365_696,
     "deepseek-ai/deepseek-math-7b-base": 6_910_365_696,
     "deepseek-ai/deepseek-math-7b-instruct": 6_910_365_696,

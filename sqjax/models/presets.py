@@ -44,7 +44,17 @@ PRESETS: dict[str, ModelConfig] = {
         bos_token_id=1, eos_token_ids=(2,), pad_token_id=2, reward_token_id=92527,
     ),
 }
+# The Qwen2-Math family at the size one TPU chip trains (configs/colab.yaml).
+PRESETS["Qwen/Qwen2-Math-1.5B-Instruct"] = ModelConfig(
+    family="qwen2", vocab_size=151936, hidden_size=1536, intermediate_size=8960, num_layers=28,
+    num_heads=12, num_kv_heads=2, head_dim=128, rms_norm_eps=1e-6, rope_theta=10000.0,
+    max_position_embeddings=4096, qkv_bias=True, tie_word_embeddings=True, bos_token_id=151643,
+    eos_token_ids=(151645, 151643), pad_token_id=151643,
+)
 # The same architectures under the other names the paper uses.
+PRESETS["Qwen/Qwen2-Math-1.5B"] = PRESETS["Qwen/Qwen2-Math-1.5B-Instruct"].replace(
+    eos_token_ids=(151643,)
+)
 PRESETS["Qwen/Qwen2-Math-7B"] = PRESETS["Qwen/Qwen2-Math-7B-Instruct"].replace(eos_token_ids=(151643,))
 PRESETS["deepseek-ai/deepseek-math-7b-base"] = PRESETS["deepseek-ai/deepseek-math-7b-rl"]
 PRESETS["deepseek-ai/deepseek-math-7b-instruct"] = PRESETS["deepseek-ai/deepseek-math-7b-rl"]
