@@ -121,7 +121,7 @@ _check_fit_opt = click.option(
     "check_fit",
     metavar="TOPOLOGY",
     help="Before loading any weights, compile the stages' programs for this TPU slice "
-    "(e.g. v5e-8) and stop if one does not fit (as `sqjax plan`).",
+    "(e.g. v5e-8; auto: the slice this runs on) and stop if one does not fit (as `sqjax plan`).",
 )
 
 
@@ -132,6 +132,10 @@ def _check_fit(cfg, topology: str | None, stage_names) -> None:
     from sqjax.plan import plan
     from sqjax.plan.report import failure_lines
 
+    if topology == "auto":
+        from sqjax.plan.topology import local_topology
+
+        topology = local_topology()
     failures = failure_lines(plan(cfg, topology, stage_names, log=_log_info))
     if failures:
         raise SqjaxError(f"--check-fit {topology}: " + "; ".join(failures))

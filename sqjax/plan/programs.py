@@ -220,7 +220,11 @@ def score(cfg: ModelConfig, mesh: Mesh, rows: int, seq_len: int, kind: str, dtyp
     graphdef, weights = nnx.split(model)
     weights = _with(weights, state_shardings(weights, mesh, SAMPLE_RULES))
     ids = _sds((rows, seq_len), jnp.int32, batch_sharding(mesh, 2))
-    fn = {"reward": scoring.rewards, "logprobs": scoring.token_logprobs}[kind]
+    fn = {
+        "reward": scoring.rewards,
+        "logprobs": scoring.token_logprobs,
+        "next": scoring.next_token_logprobs,  # yes_probability: an LM judge's verdict
+    }[kind]
     return fn.lower(graphdef, weights, ids, ids)
 
 

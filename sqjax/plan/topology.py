@@ -83,3 +83,31 @@ def devices(name: str) -> tuple:
             f"({t.view} view); update sqjax/plan/topology.py for this libtpu"
         )
     return found
+
+
+# jax device_kind -> roofline key
+KINDS = {
+    "TPU v3": "v3",
+    "TPU v4": "v4",
+    "TPU v5 lite": "v5e",
+    "TPU v5e": "v5e",
+    "TPU v5": "v5p",
+    "TPU v5p": "v5p",
+    "TPU v6 lite": "v6e",
+    "TPU v6e": "v6e",
+}
+
+
+def local_topology() -> str:
+    """The name of the slice this process runs on (its TPU devices), e.g. `v5e-1`."""
+    import jax
+
+    found = jax.devices()
+    chip = KINDS.get(found[0].device_kind)
+    for t in TOPOLOGIES.values():
+        if t.chip == chip and t.num_devices == len(found):
+            return t.name
+    raise SqjaxError(
+        f"{len(found)} x {found[0].device_kind!r} is not a slice plan knows; pass --topology "
+        f"with one of {', '.join(TOPOLOGIES)}"
+    )

@@ -206,12 +206,13 @@ def jobs(run: RunConfig, stage: str, rows_multiple: int) -> list[Job]:
         rows = round_up(pow2(s.batch_size), rows_multiple)
         mean_len = ANSWER_PROMPT_TOKENS + RESPONSE_TOKENS
         # one compile at max_len for memory; calls scaled to the mean length (time)
+        kind = "reward" if s.mode == "reward_model" else "next"  # judge: P(yes) of an LM
         out.append(
             Job(
                 stage,
                 s.model,
                 "score",
-                (rows, s.max_len, "reward"),
+                (rows, s.max_len, kind),
                 pairs / rows * mean_len / s.max_len,
             )
         )
