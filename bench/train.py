@@ -11,18 +11,19 @@ PyTorch: forward, loss, backward, clip, AdamW step, `torch.set_num_threads(2)`; 
 rows' block-diagonal causal mask is a 4-D boolean mask built outside the timed step. sqjax:
 `sqjax.training.step.make_train_step` (state donated, one device).
 
-Steps are interleaved (PyTorch, sqjax, PyTorch, ...) and medians taken; sqjax's first call
+Steps are interleaved (PyTorch, sqjax, PyTorch, ...) and medians taken, of wall time and of
+process CPU time (which other processes on a shared machine disturb less); sqjax's first call
 (compile, or a load from the persistent XLA cache unless --cold) is timed apart. Both sides
 train on the same batch from the same weights, so their losses must agree step by step
 (`max_loss_diff`): a check that they do the same work. MFU is 6 x matmul parameters (all
-but the input embedding; the LM head counts) x tokens / step time / peak, where the peak is
-the best of a large float32 `jnp.dot` and `torch.mm` measured here; `mfu_attn` adds the
-attention-score FLOPs (12 x layers x D x L per token, as PaLM counts them). The profile is a
-`jax.profiler` trace of sqjax steps whose XLA op events are joined to the compiled HLO's
-metadata (bench/trace_summary.py). The last line printed is one JSON object.
+but the input embedding; the LM head counts) x tokens / step time / peak, the peak being the
+best of a large float32 `jnp.dot` and `torch.mm` measured before and after the cases;
+`mfu_attn` adds the attention-score FLOPs (12 x layers x D x L per token, as PaLM counts
+them). The profile is a `jax.profiler` trace of sqjax steps whose XLA op events are joined to
+the compiled HLO's metadata (bench/trace_summary.py). The last line printed is one JSON object.
 
     python bench/train.py [--quick] [--repeats 5] [--cases sft_8x256,sft_4x1024,dpo_4x256]
-                          [--tiny] [--no-profile] [--cold]
+                          [--tiny] [--profile-steps 2] [--cold]
 """
 
 from __future__ import annotations
@@ -258,50 +259,76 @@ def flops_per_token(hc, matmul_params: int, length: int) -> tuple[float, float]:
     return 6.0 * matmul_params, 6.0 * matmul_params + attn
 
 
-def run_case(name: str, hf0, ours, args, peak: float, matmul_params: int) -> tuple[dict, object]:
-    loss, rows, length = parse_case(name)
-    vocab = hf0.config.vocab_size
+def case_batch(loss: str, rows: int, length: int, vocab: int, ours) -> dict[str, np.ndarray]:
     if loss == "sft":
-        arrays = sft_batch(rows, length, vocab, seed=1)
-    else:
-        arrays = dpo_batch(rows, length, vocab, seed=2)
-        arrays |= reference_logprobs(ours, [arrays])[0]  # the precomputed reference, once
+        return sft_batch(rows, length, vocab, seed=1)
+    arrays = dpo_batch(rows, length, vocab, seed=2)
+    return arrays | reference_logprobs(ours, [arrays])[0]  # the precomputed reference, once
+
+
+def clocked(fn) -> tuple[float, float, float]:
+    """(wall seconds, process CPU seconds, fn's value): CPU time counts this process's threads
+    only, so it moves less than wall time when other processes load the machine."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    value = fn()
+    return time.perf_counter() - wall, time.process_time() - cpu, value
+
+
+def interleave(torch_step, sq_step, repeats: int) -> dict[str, list[float]]:
+    """Alternating timed steps; the first of each side (PyTorch's warm-up, sqjax's compile)
+    is timed apart and its loss kept, so the two loss curves line up step by step."""
+    runs = {
+        k: [] for k in ("torch_wall", "torch_cpu", "torch_loss", "sq_wall", "sq_cpu", "sq_loss")
+    }
+    runs["torch_loss"].append(torch_step())
+    first, _, loss = clocked(sq_step)
+    runs["sq_loss"].append(loss)
+    runs["sq_first"] = [first]
+    for _ in range(repeats):
+        for side, step in (("torch", torch_step), ("sq", sq_step)):
+            wall, cpu, loss = clocked(step)
+            runs[f"{side}_wall"].append(wall)
+            runs[f"{side}_cpu"].append(cpu)
+            runs[f"{side}_loss"].append(loss)
+    return runs
+
+
+def run_case(name: str, hf0, ours, repeats: int) -> tuple[dict, SqjaxTrainer]:
+    """One case's figures (MFU is added once the peak is known) and its sqjax trainer."""
+    loss, rows, length = parse_case(name)
+    arrays = case_batch(loss, rows, length, hf0.config.vocab_size, ours)
     tt, tb = TorchTrainer(hf0, loss), torch_batch(loss, arrays)
     sq = SqjaxTrainer(ours, loss, arrays)
-    torch_losses = [tt.step(tb)]  # warm-up, not timed
-    first, loss0 = timed(sq.step)  # compiles
-    sq_losses = [loss0]
-    torch_t, sq_t = [], []
-    for _ in range(args.repeats):
-        t, value = timed(lambda: tt.step(tb))
-        torch_t.append(t)
-        torch_losses.append(value)
-        t, value = timed(sq.step)
-        sq_t.append(t)
-        sq_losses.append(value)
-    tokens = arrays["segment_ids" if loss == "sft" else "chosen_segment_ids"].size * (
-        1 if loss == "sft" else 2
-    )
-    torch_s, sq_s = statistics.median(torch_t), statistics.median(sq_t)
-    f6n, fattn = flops_per_token(hf0.config, matmul_params, length)
+    runs = interleave(lambda: tt.step(tb), sq.step, repeats)
+    med = {k: statistics.median(v) for k, v in runs.items() if k.endswith(("wall", "cpu"))}
+    tokens = sum(v.size for k, v in arrays.items() if k.endswith("segment_ids"))
     out = {
         "tokens_per_step": tokens,
-        "torch_step_s": round(torch_s, 3),
-        "sqjax_step_s": round(sq_s, 3),
-        "torch_tok_s": round(tokens / torch_s, 1),
-        "sqjax_tok_s": round(tokens / sq_s, 1),
-        "ratio": round(torch_s / sq_s, 2),
-        "ratios": [round(a / b, 2) for a, b in zip(torch_t, sq_t)],  # per repetition
-        "sqjax_first_call_s": round(first, 2),
-        "compile_s_est": round(first - sq_s, 2),
-        "mfu_sqjax": round(f6n * tokens / sq_s / (peak * 1e9), 3),
-        "mfu_torch": round(f6n * tokens / torch_s / (peak * 1e9), 3),
-        "mfu_attn_sqjax": round(fattn * tokens / sq_s / (peak * 1e9), 3),
-        "max_loss_diff": float(np.max(np.abs(np.subtract(torch_losses, sq_losses)))),
-        "losses_first_last": [round(sq_losses[0], 5), round(sq_losses[-1], 5)],
+        "torch_step_s": round(med["torch_wall"], 3),
+        "sqjax_step_s": round(med["sq_wall"], 3),
+        "torch_tok_s": round(tokens / med["torch_wall"], 1),
+        "sqjax_tok_s": round(tokens / med["sq_wall"], 1),
+        "ratio": round(med["torch_wall"] / med["sq_wall"], 2),
+        "ratios": [round(a / b, 2) for a, b in zip(runs["torch_wall"], runs["sq_wall"])],
+        "torch_cpu_s": round(med["torch_cpu"], 3),
+        "sqjax_cpu_s": round(med["sq_cpu"], 3),
+        "cpu_ratio": round(med["torch_cpu"] / med["sq_cpu"], 2),
+        "sqjax_first_call_s": round(runs["sq_first"][0], 2),
+        "compile_s_est": round(runs["sq_first"][0] - med["sq_wall"], 2),
+        "max_loss_diff": float(np.max(np.abs(np.subtract(runs["torch_loss"], runs["sq_loss"])))),
+        "losses_first_last": [round(runs["sq_loss"][0], 5), round(runs["sq_loss"][-1], 5)],
     }
     log(f"[{name}] {out}")
     return out, sq
+
+
+def add_mfu(figures: dict, hc, matmul_params: int, length: int, peak_gflops: float) -> None:
+    """MFU of both sides: 6N FLOPs per token, and with attention for sqjax."""
+    f6n, fattn = flops_per_token(hc, matmul_params, length)
+    per_s = figures["tokens_per_step"] / (peak_gflops * 1e9)
+    figures["mfu_sqjax"] = round(f6n * per_s / figures["sqjax_step_s"], 3)
+    figures["mfu_torch"] = round(f6n * per_s / figures["torch_step_s"], 3)
+    figures["mfu_attn_sqjax"] = round(fattn * per_s / figures["sqjax_step_s"], 3)
 
 
 def build_models(tiny: bool):
@@ -338,20 +365,27 @@ def main() -> None:
         "torch_threads": torch.get_num_threads(),
         "jax_devices": str(jax.devices()),
     }
-    peak = matmul_peak(512 if args.tiny else 2048, 3 if args.quick else 5)
-    log(f"matmul peak {peak}")
+    n, reps = (512 if args.tiny else 2048), (3 if args.quick else 5)
+    peaks = [matmul_peak(n, reps)]
+    log(f"matmul peak {peaks[0]}")
     hf0, ours = build_models(args.tiny)
     params = sum(p.numel() for p in hf0.parameters())
     matmul_params = params - hf0.model.embed_tokens.weight.numel()
-    out |= {"model_parameters": params, "matmul_parameters": matmul_params, "peak": peak}
+    out |= {"model_parameters": params, "matmul_parameters": matmul_params}
     out["mfu_basis"] = "6 x matmul_parameters (all but the input embedding) x tokens"
     profiles = {}
-    for name in args.cases.split(","):
-        out[name], sq = run_case(name, hf0, ours, args, peak["peak_gflops"], matmul_params)
+    cases = args.cases.split(",")
+    for name in cases:
+        out[name], sq = run_case(name, hf0, ours, args.repeats)
         if args.profile_steps > 0:
             profiles[name] = sq.profile(args.profile_steps)
             log(f"[{name}] profile {profiles[name]}")
         del sq
+    peaks.append(matmul_peak(n, reps))  # the best of two: the machine is shared
+    out["peak"] = {"start": peaks[0], "end": peaks[1]}
+    out["peak_gflops"] = max(p["peak_gflops"] for p in peaks)
+    for name in cases:
+        add_mfu(out[name], hf0.config, matmul_params, parse_case(name)[2], out["peak_gflops"])
     out["profile"] = profiles
     first = args.cases.split(",")[0]
     out["ratio_vs_torch"] = out[first]["ratio"]

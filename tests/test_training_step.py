@@ -20,12 +20,12 @@ from sqjax.training.sft import sft_objective
 from sqjax.training.step import init_state, make_train_step, state_sharding
 
 
-def two_steps(mesh, remat="none", logits_chunk=0):
+def two_steps(mesh, remat="none", logits_chunk=0, accum=2):
     model = create_model(tiny_config(vocab_size=96), seed=7)
     examples = random_examples([9, 17, 5, 12, 20, 7, 11, 6, 14, 3, 8, 15, 30, 4, 9, 22], 96, seed=8)
     packed, _ = pack_examples(examples, 32)
     assert packed.tokens_BL.shape[0] >= 8  # 8 rows: 2 micro-batches of 4 rows, one per fsdp shard
-    batch = local_rows({k: v[:8] for k, v in row_arrays(packed, 0).items()}, 2, 0, 1)
+    batch = local_rows({k: v[:8] for k, v in row_arrays(packed, 0).items()}, accum, 0, 1)
     graphdef, params = nnx.split(model, nnx.Param)
     optimizer = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(1e-2, weight_decay=0.1))
     sharding = state_sharding(params, optimizer, mesh)
@@ -70,6 +70,19 @@ def test_remat_gives_the_same_step():
     diff = max_param_diff(sp.params, sr.params)
     print(f"remat: losses {[float(m['loss']) for m in remat]}, max |dparam| {diff:.2e}")
     assert abs(plain[1]["loss"] - remat[1]["loss"]) < 1e-6 and diff < 1e-5  # see above
+
+
+def test_one_micro_batch_equals_accumulation():
+    # accum 1 runs the objective once, without the accumulation scan; 2 scans two halves
+    mesh = make_mesh(1, 1, 1, devices=jax.devices()[:1])
+    whole, sw = two_steps(mesh, accum=1)
+    halves, sh = two_steps(mesh, accum=2)
+    diff = max_param_diff(sw.params, sh.params)
+    print(f"accum 1 losses {[float(m['loss']) for m in whole]}, accum 2 {[float(m['loss']) for m in halves]}, "
+          f"max |dparam| {diff:.2e}")
+    for a, b in zip(whole, halves):
+        assert abs(a["loss"] - b["loss"]) < 1e-6 and a["denominator"] == b["denominator"]
+    assert diff < 1e-5  # see above
 
 
 @pytest.mark.slow
