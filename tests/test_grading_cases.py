@@ -6,8 +6,11 @@ a written decimal within relative 1e-4 is equal). Rows of kind "gsm8k" hold a wh
 answer field as gold; rows of kind "output" (and every row with "model") hold a whole model
 output as pred, graded with extraction; a "tolerance" is the item's own absolute numeric
 tolerance (OlympiadBench's `error` field). Rows with "model" are real outputs of that model
-(the eval stage's prompt, greedy); "answer" records what a reader extracts from them. A row with "known_limitation" records a case the grader gets wrong,
-with the reason; the test asserts the wrong verdict so that a fix is noticed.
+(tests/data/make_model_outputs.py: the eval stage's prompt, greedy, on the first GSM8K and
+MATH test problems), labelled by hand: "answer" is what a reader extracts from the output, and
+a "gold_note" marks a gold replaced to test that output's answer form. A row with
+"known_limitation" records a case the grader gets wrong, with the reason; the test asserts the
+wrong verdict so that a fix is noticed.
 """
 
 from pathlib import Path
@@ -25,6 +28,7 @@ ROWS = load_jsonl(
 def test_table_size_and_coverage() -> None:
     kinds = {row["kind"] for row in ROWS}
     assert len(ROWS) >= 200
+    assert sum("model" in row for row in ROWS) >= 25  # real model outputs, not only hand-written
     assert sum(not row["equal"] for row in ROWS) >= 50
     for kind in (
         "fraction",
@@ -41,6 +45,7 @@ def test_table_size_and_coverage() -> None:
         "repeating",
         "output",
         "item_tolerance",
+        "model_output",
     ):
         assert kind in kinds
 

@@ -14,6 +14,7 @@ from sqjax.errors import SqjaxError
 _BOX_RE = re.compile(r"\\(?:boxed|fbox)(?![a-zA-Z])")
 _ANSWER_IS_RE = re.compile(r"the\s+(?:final\s+)?answer\s+is\b", re.IGNORECASE)
 _SENTENCE_END_RE = re.compile(r"\.(?:\s|$)")
+_ECHO_RE = re.compile(r"\\boxed\s*\{\s*\}")  # the instruction's empty box, echoed back
 _GSM8K_LINE_RE = re.compile(r"^[ \t]*####[ \t]*(\S[^\n]*?)[ \t]*$", re.MULTILINE)
 
 
@@ -62,12 +63,22 @@ def last_boxed_content(text: str) -> str | None:
 
 
 def _answer_is_tail(text: str) -> str | None:
-    """The answer after the last "the (final) answer is"; None if there is none."""
-    matches = list(_ANSWER_IS_RE.finditer(text))
-    if not matches:
-        return None
-    tail = text[matches[-1].end() :].lstrip(" \t:*")
-    tail = tail.split("\n", 1)[0].strip()
+    """The answer after the last "the (final) answer is" that states one; None if none does.
+
+    A statement that only echoes the prompt's instruction ("The answer is within \\boxed{}.",
+    as small models write) states no answer, so the one before it counts.
+    """
+    for match in reversed(list(_ANSWER_IS_RE.finditer(text))):
+        line_end = text.find("\n", match.end())
+        tail = _stated_answer(text[match.end() : None if line_end < 0 else line_end])
+        if tail is not None and not _ECHO_RE.search(tail):
+            return tail
+    return None
+
+
+def _stated_answer(rest: str) -> str | None:
+    """The answer stated on the rest of the line after "the answer is"."""
+    tail = rest.lstrip(" \t:*").strip()
     math = re.match(r"\$\$?(.+?)\$\$?", tail) or re.match(r"\\[(\[](.+?)\\[)\]]", tail)
     if math:
         tail = math.group(1)
