@@ -17,3 +17,6 @@ jax.config.update("jax_default_matmul_precision", "highest")
 from sqjax import compile_cache
 
 compile_cache.enable(os.path.join(os.path.expanduser("~"), ".cache", "sqjax", "xla-tests"))
+
+# gs:// tests: a GCS emulator for the session, a fresh bucket prefix per test.
+from gcs_emulator import bucket_url, gcs_emulator  # noqa: F401
