@@ -8,6 +8,7 @@ the emulator's bucket for one test.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -51,21 +52,34 @@ def _wait_until_listening(port: int, proc: subprocess.Popen, log, timeout_s: flo
 @pytest.fixture(scope="session")
 def gcs_emulator() -> Iterator[str]:
     """The emulator's endpoint URL, with the environment pointing every client at it."""
-    port = _free_port()
-    # its request log goes to a file: an unread pipe fills up and stalls the (single-threaded)
+    # its request log goes to a file: an unread pipe fills up and stalls the single-threaded
     # server
-    log = tempfile.TemporaryFile("w+")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gcp_storage_emulator", "start", "--host", "127.0.0.1",
-         "--port", str(port), "--in-memory", "--default-bucket", BUCKET],
-        stdout=log, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryFile("w+") as log:
+        port = _free_port()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gcp_storage_emulator", "start", "--host", "127.0.0.1",
+             "--port", str(port), "--in-memory", "--default-bucket", BUCKET],
+            stdout=log, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        try:
+            _wait_until_listening(port, proc, log)
+            with _environment(f"http://127.0.0.1:{port}") as url:
+                yield url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@contextlib.contextmanager
+def _environment(url: str) -> Iterator[str]:
     env = {**ENV, "STORAGE_EMULATOR_HOST": url, "TENSORSTORE_GCS_HTTP_URL": url}
     saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
     try:
-        _wait_until_listening(port, proc, log)
-        os.environ.update(env)
         yield url
     finally:
         for k, v in saved.items():
@@ -73,13 +87,6 @@ def gcs_emulator() -> Iterator[str]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 @pytest.fixture

@@ -115,7 +115,9 @@ def test_a_stage_reads_and_writes_the_bucket_like_a_local_disk(bucket_url, tmp_p
     stage = paths.as_path(bucket_url) / "run" / "seed-questions"
     assert remote["finished"] and remote["rows_out"] == 30
     assert shards.output_hash(stage) == shards.output_hash(tmp_path / "run" / "seed-questions")
-    assert list(shards.iter_rows(stage)) == list(shards.iter_rows(tmp_path / "run" / "seed-questions"))
+    assert list(shards.iter_rows(stage)) == list(
+        shards.iter_rows(tmp_path / "run" / "seed-questions")
+    )
     names = paths.list_names(stage)
     assert {"manifest.json", "log.txt", "part-00000-00000.jsonl"} <= set(names)
     assert "attempt 1" in (stage / "log.txt").read_text()
@@ -143,7 +145,9 @@ def test_a_model_streams_from_and_exports_to_the_bucket(bucket_url, tmp_path):
     assert len(flat_a) == len(flat_b) and all(
         np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(flat_a, flat_b)
     )
-    assert load_tokenizer(remote).encode("1 + 1") == load_tokenizer(tmp_path / "tiny").encode("1 + 1")
+    assert load_tokenizer(remote).encode("1 + 1") == load_tokenizer(tmp_path / "tiny").encode(
+        "1 + 1"
+    )
 
     export_hf(b, f"{bucket_url}/export", tokenizer=load_tokenizer(remote))
     names = paths.list_names(paths.as_path(bucket_url) / "export")
@@ -174,10 +178,7 @@ def test_weights_are_read_in_ranges_not_downloaded(bucket_url, tmp_path):
 def test_subprocesses_see_the_emulator(bucket_url):
     """The environment the fixture sets reaches a child process (the multi-process tests
     rely on it)."""
-    code = (
-        "import sys; from sqjax import paths; "
-        "paths.write_text(sys.argv[1], 'from a child')"
-    )
+    code = "import sys; from sqjax import paths; paths.write_text(sys.argv[1], 'from a child')"
     subprocess.run([sys.executable, "-c", code, f"{bucket_url}/child.txt"], check=True,
                    env=dict(os.environ))  # fmt: skip
     assert paths.as_path(f"{bucket_url}/child.txt").read_text() == "from a child"
