@@ -22,7 +22,7 @@ def read_jsonl(path: str | os.PathLike, required: Iterable[str] = ()) -> Iterato
     if not path.is_file():
         raise SqjaxError(f"{path}: no such file; check the path in your config")
     required = tuple(required)
-    with path.open("rb") as f:
+    with paths.open_binary(path, paths.LINE_BUFFER_BYTES) as f:
         for lineno, line in _decoded_lines(f, path):
             if not line.strip():
                 continue
