@@ -53,3 +53,12 @@ def test_grading_workers_start_without_secrets(monkeypatch: pytest.MonkeyPatch) 
     names = {e.split(b"=", 1)[0].decode() for e in environ if e}
     assert "OPENAI_API_KEY" not in names and "HF_TOKEN" not in names
     assert not any(b"secret" in e for e in environ)
+
+
+def test_majority_vote_with_a_huge_answer() -> None:
+    """The reward stage's vote over a question's answers (it failed on every rerun)."""
+    from sqjax.answer.selection import majority_vote
+
+    vote = majority_vote([HUGE, "5", None, "5.0", HUGE + "0"])
+    assert vote.clusters == ((0,), (1, 3), (4,))
+    assert vote.answer == "5" and vote.agreement == pytest.approx(2 / 5)
