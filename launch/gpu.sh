@@ -2,18 +2,20 @@
 # Run sqjax on one GPU machine (jax[cuda]); the same stages as on TPU, one process.
 #
 #   launch/gpu.sh [--dry-run] install                     # venv + sqjax[cuda] + assets
-#   launch/gpu.sh [--dry-run] stage --config FILE --stage STAGE [--run-dir DIR]
-#   launch/gpu.sh [--dry-run] run --config FILE [--run-dir DIR]
-#   launch/gpu.sh [--dry-run] resume-loop --config FILE [--stage STAGE] [--run-dir DIR]
+#   launch/gpu.sh [--dry-run] stage --config FILE --stage STAGE [--run-dir gs://BUCKET/RUN]
+#   launch/gpu.sh [--dry-run] run --config FILE [--run-dir gs://BUCKET/RUN]
+#   launch/gpu.sh [--dry-run] resume-loop --config FILE [--stage STAGE] [--run-dir gs://BUCKET/RUN]
 #
-# resume-loop reruns the command until it succeeds (finished shards are skipped), which is
-# what a preemptible or flaky GPU VM needs. --dry-run prints the commands instead.
+# The run directory is normally a bucket, which outlives a preempted VM; a local directory
+# (one machine, one process) works too. resume-loop reruns the command until it succeeds,
+# resuming from the run directory (finished shards are skipped), which is what a preemptible
+# or flaky GPU VM needs. --dry-run prints the commands instead.
 set -euo pipefail
 DRY_RUN=0 CONFIG="" STAGE="" RUN_DIR=""
 die() { echo "launch/gpu.sh: $*" >&2; exit 2; }
 run() { if [[ $DRY_RUN == 1 ]]; then printf '%s\n' "$*"; else eval "$@"; fi; }
 [[ ${1:-} == --dry-run ]] && { DRY_RUN=1; shift; }
-[[ $# -gt 0 ]] || { sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+[[ $# -gt 0 ]] || { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 CMD=$1; shift
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -23,6 +25,9 @@ while [[ $# -gt 0 ]]; do
     *) die "unknown option '$1'" ;;
   esac
 done
+case "$RUN_DIR" in
+  *://*) [[ $RUN_DIR == gs://?* ]] || die "--run-dir $RUN_DIR: unsupported scheme; use gs://BUCKET/PATH or a local directory" ;;
+esac
 OUT=${RUN_DIR:+ --out $RUN_DIR}
 need_config() { [[ -n $CONFIG ]] || die "--config is required for '$CMD'"; }
 command_line() {

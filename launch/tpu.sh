@@ -3,24 +3,27 @@
 #
 #   launch/tpu.sh [--dry-run] create  --name NAME --zone ZONE --type v5e-8 [--spot]
 #   launch/tpu.sh [--dry-run] install --name NAME --zone ZONE      # copy this checkout to every worker, pip install
-#   launch/tpu.sh [--dry-run] stage   --name NAME --zone ZONE --config FILE --stage STAGE [--run-dir DIR]
-#   launch/tpu.sh [--dry-run] run     --name NAME --zone ZONE --config FILE [--run-dir DIR]
+#   launch/tpu.sh [--dry-run] stage   --name NAME --zone ZONE --config FILE --stage STAGE --run-dir gs://BUCKET/RUN
+#   launch/tpu.sh [--dry-run] run     --name NAME --zone ZONE --config FILE --run-dir gs://BUCKET/RUN
 #   launch/tpu.sh [--dry-run] logs    --name NAME --zone ZONE [--worker N]
-#   launch/tpu.sh [--dry-run] resume-loop --name NAME --zone ZONE --config FILE [--stage STAGE] [--type T] [--spot]
+#   launch/tpu.sh [--dry-run] resume-loop --name NAME --zone ZONE --config FILE --run-dir gs://BUCKET/RUN [--stage STAGE] [--type T] [--spot]
 #   launch/tpu.sh [--dry-run] delete  --name NAME --zone ZONE
 #
 # Every worker runs the same command at once (`--worker=all`); sqjax calls
 # jax.distributed.initialize() itself on a TPU VM, so the workers form one global mesh.
+# The run directory is a bucket: each worker has its own disk, which a preempted slice loses.
+# A local --run-dir is accepted only with --single-host (a v4-8/v5e-8 slice: one worker).
 # Stages are resumable, so `resume-loop` recreates a preempted slice and reruns the same
-# command until the stage reports finished. --dry-run prints the commands instead.
+# command, which resumes from the bucket, until the stage reports finished. --dry-run prints
+# the commands instead.
 set -euo pipefail
 
 DRY_RUN=0
 RUN_DIR=""
-NAME="" ZONE="" TYPE="" CONFIG="" STAGE="" WORKER="0" SPOT=0
+NAME="" ZONE="" TYPE="" CONFIG="" STAGE="" WORKER="0" SPOT=0 SINGLE_HOST=0
 PROJECT_FLAG=""
 
-usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 die() { echo "launch/tpu.sh: $*" >&2; exit 2; }
 
 run() {
@@ -58,6 +61,7 @@ while [[ $# -gt 0 ]]; do
     --worker) WORKER=$2; shift 2 ;;
     --project) PROJECT_FLAG=" --project=$2"; shift 2 ;;
     --spot) SPOT=1; shift ;;
+    --single-host) SINGLE_HOST=1; shift ;;
     --dry-run) DRY_RUN=1; shift ;;
     -h|--help) usage ;;
     *) die "unknown option '$1'" ;;
@@ -67,7 +71,16 @@ done
 REMOTE=sqjax
 SQJAX="cd $REMOTE && .venv/bin/sqjax"
 LOG="\$HOME/sqjax-\$(hostname).log"
-RUN_FLAG=${RUN_DIR:+ --out $RUN_DIR}
+RUN_FLAG=" --out $RUN_DIR"
+
+need_run_dir() {  # the run directory every worker reads and writes: a gs:// bucket
+  need RUN_DIR
+  case "$RUN_DIR" in
+    gs://?*) ;;
+    *://*) die "--run-dir $RUN_DIR: unsupported scheme; use gs://BUCKET/PATH" ;;
+    *) [[ $SINGLE_HOST == 1 ]] || die "--run-dir $RUN_DIR is a local directory, which every worker of a multi-host slice would have its own copy of (lost on preemption); use gs://BUCKET/PATH, or add --single-host for a one-worker slice" ;;
+  esac
+}
 
 create() {
   need NAME ZONE TYPE
@@ -87,11 +100,13 @@ install() {
 
 stage() {
   need NAME ZONE CONFIG STAGE
+  need_run_dir
   ssh_all "$SQJAX stage $STAGE --config $CONFIG$RUN_FLAG 2>&1 | tee -a $LOG"
 }
 
 run_all() {
   need NAME ZONE CONFIG
+  need_run_dir
   ssh_all "$SQJAX run --config $CONFIG$RUN_FLAG 2>&1 | tee -a $LOG"
 }
 
@@ -106,11 +121,12 @@ state() {
 
 resume_loop() {  # rerun until the command succeeds; recreate the slice when it was preempted
   need NAME ZONE CONFIG TYPE
+  need_run_dir
   local cmd=run_all; [[ -n $STAGE ]] && cmd=stage
   if [[ $DRY_RUN == 1 ]]; then
     echo "# loop: while the command fails, if the slice state is PREEMPTED or MISSING:"
     delete_slice; create; install
-    echo "# then rerun (finished shards are skipped):"
+    echo "# then rerun; it resumes from $RUN_DIR (finished shards are skipped):"
     $cmd
     return
   fi

@@ -50,13 +50,32 @@ def test_tpu_install_and_stage_run_on_every_worker():
     ]
 
 
-def test_tpu_resume_loop_recreates_and_reruns():
-    rc, out, _ = dry("tpu.sh", "resume-loop", "--name", "sq", "--zone", "z", "--config", "c.yaml", "--type", "v5e-8", "--spot")
+def test_tpu_resume_loop_recreates_and_resumes_from_the_bucket():
+    rc, out, _ = dry(
+        "tpu.sh", "resume-loop", "--name", "sq", "--zone", "z", "--config", "c.yaml", "--type", "v5e-16",
+        "--spot", "--run-dir", "gs://bucket/run",
+    )
     assert rc == 0
     commands = [line for line in out if not line.startswith("#")]
     assert commands[0].startswith("gcloud compute tpus tpu-vm delete sq")
-    assert commands[1].endswith("--spot")
-    assert "sqjax run --config c.yaml" in commands[-1]
+    assert commands[1].endswith("--accelerator-type=v5litepod-16 --version=v2-alpha-tpuv5-lite --spot")
+    assert "--worker=all" in commands[-1]
+    assert "sqjax run --config c.yaml --out gs://bucket/run 2>&1" in commands[-1]
+    assert "# then rerun; it resumes from gs://bucket/run (finished shards are skipped):" in out
+
+
+def test_tpu_run_dir_is_a_bucket_unless_single_host():
+    base = ("run", "--name", "sq", "--zone", "z", "--config", "c.yaml")
+    rc, out, _ = dry("tpu.sh", *base, "--run-dir", "gs://bucket/run")
+    assert rc == 0 and out[0].endswith("sqjax run --config c.yaml --out gs://bucket/run 2>&1 | tee -a $HOME/sqjax-$(hostname).log'")
+    rc, _, err = dry("tpu.sh", *base)
+    assert rc == 2 and "--run-dir is required for 'run'" in err
+    rc, _, err = dry("tpu.sh", *base, "--run-dir", "runs/x")
+    assert rc == 2 and "use gs://BUCKET/PATH, or add --single-host" in err
+    rc, out, _ = dry("tpu.sh", *base, "--run-dir", "runs/x", "--single-host")
+    assert rc == 0 and "--out runs/x 2>&1" in out[0]
+    rc, _, err = dry("tpu.sh", *base, "--run-dir", "s3://bucket/run")
+    assert rc == 2 and "unsupported scheme; use gs://BUCKET/PATH" in err
 
 
 @pytest.mark.parametrize(
@@ -75,7 +94,11 @@ def test_tpu_errors(args, message):
 def test_gpu_scripts():
     rc, out, _ = dry("gpu.sh", "install")
     assert rc == 0 and out[1] == ".venv/bin/pip install -q -e '.[cuda]'"
-    rc, out, _ = dry("gpu.sh", "resume-loop", "--config", "c.yaml", "--stage", "gen-questions", "--run-dir", "runs/x")
-    assert out == ["until .venv/bin/sqjax stage gen-questions --config c.yaml --out runs/x; do sleep 30; done"]
+    rc, out, _ = dry("gpu.sh", "resume-loop", "--config", "c.yaml", "--stage", "gen-questions", "--run-dir", "gs://b/run")
+    assert out == ["until .venv/bin/sqjax stage gen-questions --config c.yaml --out gs://b/run; do sleep 30; done"]
+    rc, out, _ = dry("gpu.sh", "run", "--config", "c.yaml", "--run-dir", "runs/x")
+    assert rc == 0 and out == [".venv/bin/sqjax run --config c.yaml --out runs/x"]
     rc, _, err = dry("gpu.sh", "stage", "--config", "c.yaml")
     assert rc == 2 and "--stage is required" in err
+    rc, _, err = dry("gpu.sh", "run", "--config", "c.yaml", "--run-dir", "s3://b/run")
+    assert rc == 2 and "unsupported scheme" in err
