@@ -12,6 +12,7 @@ from sqjax.answer.benchmarks import load_benchmark
 from sqjax.answer.evaluation import (
     evaluate_rows,
     grade_outputs,
+    greedy_generator,
     item_tolerance,
     prompt_ids,
     summarize,
@@ -141,3 +142,29 @@ def test_olympiadbench_items_are_graded_with_their_own_tolerance(tmp_path):
     assert item_tolerance({"error": "0.1, 0.01"}) == 0.1
     with pytest.raises(SqjaxError, match="error='about 1'"):
         item_tolerance({"id": "o-1", "error": "about 1"})
+
+
+def test_a_problem_longer_than_the_context_is_graded_not_fatal(monkeypatch):
+    """Eval's generator samples only prompts that fit the model's context; an over-long one is
+    an unanswered (incorrect) row with finish reason prompt_too_long (issue 17 item 6)."""
+    import types
+
+    from sqjax.sampling import api
+
+    seen = []
+
+    def fake_generate(model, tokenizer, prompts, params, **kwargs):
+        seen.extend(prompts)
+        if any(len(p) + params.max_tokens > 64 for p in prompts):
+            raise SqjaxError("prompt + max_tokens exceeds max_position_embeddings")  # as the engine
+        sample = types.SimpleNamespace(text="\\boxed{5}", token_ids=[1, 2], finish_reason="stop")
+        return [types.SimpleNamespace(outputs=[sample]) for _ in prompts]
+
+    monkeypatch.setattr(api, "generate", fake_generate)
+    model = types.SimpleNamespace(config=types.SimpleNamespace(max_position_embeddings=64))
+    gen = greedy_generator(model, smol_tokenizer(), max_tokens=8, batch_size=4)
+    rows = [{"question": "2+3?", "gold": "5"}, {"question": "word " * 80, "gold": "5"}]
+    graded = evaluate_rows(rows, gen, smol_tokenizer())
+    assert [g["correct"] for g in graded] == [True, False]
+    assert graded[1]["finish_reason"] == "prompt_too_long" and graded[1]["method"] == "no_answer"
+    assert len(seen) == 1

@@ -26,6 +26,7 @@ from sqjax.grading import grade
 from sqjax.pipeline.sections import BOXED_INSTRUCTION
 
 # (prompt token ids) -> (output text, generated token count, finish reason) per prompt
+PROMPT_TOO_LONG = "prompt_too_long"  # finish reason of a prompt that does not fit the context
 Generate = Callable[[list[list[int]]], list[tuple[str, int, str]]]
 
 
@@ -47,20 +48,36 @@ def greedy_generator(
     model: Any, tokenizer: Any, *, max_tokens: int, batch_size: int, mesh: Any = None
 ) -> Generate:
     """A Generate function: greedy decoding with the sqjax sampler, stopping at the chat's
-    special tokens (end of turn, start of a new turn) and EOS."""
+    special tokens (end of turn, start of a new turn) and EOS. A prompt that with `max_tokens`
+    does not fit the model's context is not sampled: its output is empty (graded as no answer)
+    with finish reason `prompt_too_long`, so one long problem does not stop an evaluation."""
     from sqjax.sampling.api import SamplingParams, generate
 
     stops = list(chat_format(tokenizer).stop_ids)
     params = SamplingParams(temperature=0.0, max_tokens=max_tokens, stop_token_ids=stops, seed=0)
+    limit = model.config.max_position_embeddings
 
     def run(prompts: list[list[int]]) -> list[tuple[str, int, str]]:
+        fits = [i for i, p in enumerate(prompts) if len(p) + max_tokens <= limit]
+        outputs = [("", 0, PROMPT_TOO_LONG)] * len(prompts)
+        if not fits:
+            return outputs
         outs = generate(
-            model, tokenizer, prompts, params, mesh=mesh, max_batch=batch_size, progress=False
+            model,
+            tokenizer,
+            [prompts[i] for i in fits],
+            params,
+            mesh=mesh,
+            max_batch=batch_size,
+            progress=False,
         )
-        return [
-            (c.outputs[0].text, len(c.outputs[0].token_ids), c.outputs[0].finish_reason)
-            for c in outs
-        ]
+        for i, c in zip(fits, outs, strict=True):
+            outputs[i] = (
+                c.outputs[0].text,
+                len(c.outputs[0].token_ids),
+                c.outputs[0].finish_reason,
+            )
+        return outputs
 
     return run
 
