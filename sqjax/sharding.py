@@ -24,13 +24,15 @@ BATCH = ("data", "fsdp")
 
 Rules = Mapping[str, str | tuple[str, ...] | None]
 
+# `layers` (the leading axis of stacked decoder weights and of the KV cache) is never
+# sharded: the layer scan reads one layer at a time, and every device needs every layer.
 TRAIN_RULES: Rules = {
     "batch": BATCH, "vocab": "tensor", "embed": "fsdp", "heads": "tensor",
-    "kv_heads": "tensor", "mlp": "tensor", "head_dim": None, "norm": None,
+    "kv_heads": "tensor", "mlp": "tensor", "head_dim": None, "norm": None, "layers": None,
 }
 SAMPLE_RULES: Rules = {
     "batch": BATCH, "vocab": "tensor", "embed": None, "heads": "tensor",
-    "kv_heads": "tensor", "mlp": "tensor", "head_dim": None, "norm": None,
+    "kv_heads": "tensor", "mlp": "tensor", "head_dim": None, "norm": None, "layers": None,
 }
 
 log = logging.getLogger(__name__)

@@ -78,11 +78,11 @@ def test_dtype_defaults(tmp_path):
     save_tiny(tmp_path / "m")
     bf16 = sqjax.load_model(tmp_path / "m")
     assert (bf16.config.dtype, bf16.config.param_dtype) == ("bfloat16", "bfloat16")
-    assert bf16.layers[0].mlp.up[...].dtype == jnp.bfloat16
+    assert bf16.blocks.mlp.up[...].dtype == jnp.bfloat16
     f32 = sqjax.load_model(str(tmp_path / "m"), dtype="float32")
     assert (f32.config.dtype, f32.config.param_dtype) == ("float32", "float32")
     master = sqjax.load_model(tmp_path / "m", param_dtype="float32")
-    assert (master.config.dtype, master.layers[0].mlp.up[...].dtype) == ("bfloat16", jnp.float32)
+    assert (master.config.dtype, master.blocks.mlp.up[...].dtype) == ("bfloat16", jnp.float32)
     assert sqjax.load_model(tmp_path / "m", dtype="float16").embed[...].dtype == jnp.float16
 
 

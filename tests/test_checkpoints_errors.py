@@ -104,7 +104,7 @@ def test_shape_mismatch_names_the_key(hf_dir, tmp_path):
     with pytest.raises(SqjaxError) as e:
         load_model(d, dtype="float32")
     assert (
-        f"tensor '{key}' has a shape that gives (32, 40) for layers.1.mlp.up, expected (32, 48)"
+        f"tensor '{key}' has a shape that gives (32, 40) for blocks.mlp.up[1], expected (32, 48)"
         in one_line(e)
     )
 

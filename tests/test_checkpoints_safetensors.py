@@ -112,14 +112,14 @@ def test_bf16_checkpoint_loads_exact_values(tmp_path):
     hf.save_pretrained(tmp_path / "hf")
     ours = load_model(tmp_path / "hf", dtype="float32")
     want = hf.state_dict()["model.layers.1.mlp.down_proj.weight"].float().numpy()
-    np.testing.assert_array_equal(np.asarray(ours.layers[1].mlp.down[...]), want.T)
+    np.testing.assert_array_equal(np.asarray(ours.blocks.mlp.down[...][1]), want.T)
     # The raw reader (used when a safetensors build cannot give numpy bf16) agrees with safe_open.
     path = tmp_path / "hf" / "model.safetensors"
     key = "model.layers.0.self_attn.q_proj.weight"
     raw = safetensors_io.read_raw(path, key)
     assert raw.dtype == ml_dtypes.bfloat16
     np.testing.assert_array_equal(raw.astype(np.float32), hf.state_dict()[key].float().numpy())
-    assert load_model(tmp_path / "hf").layers[0].attn.q[...].dtype == jax.numpy.bfloat16
+    assert load_model(tmp_path / "hf").blocks.attn.q[...].dtype == jax.numpy.bfloat16
 
 
 def test_loading_streams_one_tensor_at_a_time(tmp_path):
@@ -151,14 +151,15 @@ def test_loads_straight_into_a_2x2x2_mesh(tmp_path):
     mesh = make_mesh(data=2, fsdp=2, tensor=2)
     sharded = load_model(tmp_path / "hf", dtype="float32", mesh=mesh, rules=TRAIN_RULES)
 
-    layer = sharded.layers[0]
-    # TRAIN_RULES: embed -> fsdp, heads / kv_heads / mlp / vocab -> tensor, head_dim whole.
-    assert layer.attn.q[...].sharding == NamedSharding(mesh, P("fsdp", "tensor", None))
-    assert layer.attn.o[...].sharding == NamedSharding(mesh, P("tensor", None, "fsdp"))
-    assert layer.attn.q_bias[...].sharding == NamedSharding(mesh, P("tensor", None))
-    assert layer.mlp.down[...].sharding == NamedSharding(mesh, P("tensor", "fsdp"))
+    layer = sharded.blocks
+    # TRAIN_RULES: embed -> fsdp, heads / kv_heads / mlp / vocab -> tensor, head_dim whole,
+    # the stacked layers axis never split.
+    assert layer.attn.q[...].sharding == NamedSharding(mesh, P(None, "fsdp", "tensor", None))
+    assert layer.attn.o[...].sharding == NamedSharding(mesh, P(None, "tensor", None, "fsdp"))
+    assert layer.attn.q_bias[...].sharding == NamedSharding(mesh, P(None, "tensor", None))
+    assert layer.mlp.down[...].sharding == NamedSharding(mesh, P(None, "tensor", "fsdp"))
     assert sharded.embed[...].sharding == NamedSharding(mesh, P("tensor", "fsdp"))
-    assert layer.attn_norm.weight[...].sharding == NamedSharding(mesh, P(None))
+    assert layer.attn_norm.weight[...].sharding == NamedSharding(mesh, P(None, None))
     for path, var in nnx.to_flat_state(nnx.state(sharded)):
         assert var.get_value().sharding.mesh == mesh, path
     np.testing.assert_allclose(np.asarray(sharded(IDS_BL)), np.asarray(single(IDS_BL)), atol=1e-5)

@@ -112,8 +112,8 @@ def test_hidden_states_match_transformers_layer_by_layer():
     cos_BLH, sin_BLH = rope_tables(ours.config, jnp.maximum(pos_BL, 0))
     x_BLD = ours._embed(jnp.asarray(ids_BL))
     hidden = [x_BLD]
-    for block in ours.layers:
-        x_BLD, _ = block(x_BLD, pos_BL, cos_BLH, sin_BLH)
+    for i in range(ours.config.num_layers):
+        x_BLD, _ = ours.layer(i)(x_BLD, pos_BL, cos_BLH, sin_BLH, None)
         hidden.append(x_BLD)
     hidden[-1] = ours.final_norm(hidden[-1])
 

@@ -32,12 +32,12 @@ def sharded_params(model) -> set[str]:
         (
             (2, 2, 2),
             TRAIN_RULES,
-            {"embed", "layers.0.attn.q", "layers.0.attn.k", "layers.1.mlp.down", "lm_head"},
+            {"embed", "blocks.attn.q", "blocks.attn.k", "blocks.mlp.down", "lm_head"},
         ),
         (
             (1, 1, 8),
             SAMPLE_RULES,
-            {"embed", "layers.0.attn.q", "layers.0.attn.o", "layers.1.mlp.gate", "lm_head"},
+            {"embed", "blocks.attn.q", "blocks.attn.o", "blocks.mlp.gate", "lm_head"},
         ),
         ((8, 1, 1), SAMPLE_RULES, set()),
     ],
@@ -56,7 +56,7 @@ def test_sharded_forward_equals_one_device(mesh_shape, rules, expect_split):
     if not expect_split:
         assert not split
     if mesh.shape["tensor"] == 8:  # 4 kv heads do not divide over 8 devices: kept whole
-        assert "layers.0.attn.k" not in split
+        assert "blocks.attn.k" not in split
 
     rows = batch_sharding(mesh)
     out_BLV = FORWARD(model, jax.device_put(ids_BL, rows), jax.device_put(mask_BL, rows))

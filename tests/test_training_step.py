@@ -49,15 +49,15 @@ def test_sharded_step_on_8_devices_equals_one_device():
     one, s1 = two_steps(make_mesh(1, 1, 1, devices=jax.devices()[:1]), logits_chunk=8)
     mesh8 = make_mesh(data=1, fsdp=4, tensor=2)
     eight, s8 = two_steps(mesh8, logits_chunk=8)
-    q = s8.params["layers"][0]["attn"]["q"][...]
-    assert tuple(q.sharding.spec) == ("fsdp", "tensor", None)  # really sharded: FSDP x tensor
-    mu = s8.opt_state[1][0].mu["layers"][0]["attn"]["q"][...]
-    assert tuple(mu.sharding.spec) == ("fsdp", "tensor", None)  # optimizer moments follow their params
+    q = s8.params["blocks"]["attn"]["q"][...]
+    assert tuple(q.sharding.spec) == (None, "fsdp", "tensor", None)  # really sharded: FSDP x tensor
+    mu = s8.opt_state[1][0].mu["blocks"]["attn"]["q"][...]
+    assert tuple(mu.sharding.spec) == (None, "fsdp", "tensor", None)  # moments follow their params
     diff = max_param_diff(s1.params, s8.params)
     print(f"1 device losses {[float(m['loss']) for m in one]}, 8 devices {[float(m['loss']) for m in eight]}, "
           f"max |dparam| after 2 steps {diff:.2e}")
-    for a, b in zip(one, eight):
-        assert abs(a["loss"] - b["loss"]) < 1e-6 and abs(a["grad_norm"] - b["grad_norm"]) < 1e-5
+    for a, b in zip(one, eight):  # float32 sums in another order: a few ulps of a ~4.6 loss
+        assert abs(a["loss"] - b["loss"]) < 4e-6 and abs(a["grad_norm"] - b["grad_norm"]) < 1e-5
     # AdamW divides by sqrt(v): where a gradient is ~0, float reordering noise in it moves the
     # update; 1e-5 is 0.1% of one step of lr 1e-2.
     assert diff < 1e-5

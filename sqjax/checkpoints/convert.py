@@ -1,25 +1,29 @@
 """Fill a model from HF-named tensors, one tensor at a time, straight into its sharding.
 
 The caller supplies the set of available keys and a function that reads one tensor; peak
-host memory is about one tensor beyond the model. Every key is validated against the
+host memory is about one tensor beyond the model. A stacked layer parameter is created as
+zeros on its devices and filled one layer at a time in place, so neither the host nor one
+device ever holds a whole stacked copy. Every key is validated against the
 family's weight table (models/weight_maps.py): missing, unused and mis-shaped tensors are
 errors that name the key.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from jax.sharding import Mesh
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from sqjax.errors import SqjaxError
 from sqjax.models.config import ModelConfig, parse_dtype
 from sqjax.models.decoder import Decoder
 from sqjax.models.weight_maps import weight_map
-from sqjax.sharding import SAMPLE_RULES, Rules, make_mesh, state_shardings
+from sqjax.sharding import SAMPLE_RULES, Rules, make_mesh, place, state_shardings
 
 # Keys HF checkpoints may carry that hold no weights of their own.
 IGNORED_SUFFIXES = (".rotary_emb.inv_freq",)
@@ -59,15 +63,41 @@ def load_from_tensors(
     for entry in entries:
         arrays = entry.to_sqjax(np.asarray(read(entry.hf_key)), cfg)
         for path, array in zip(entry.paths, arrays):
-            var = flat[path]
-            if tuple(array.shape) != tuple(var.shape):
+            var, sharding = flat[path], shardings[path].get_value()
+            want = tuple(var.shape) if entry.layer is None else tuple(var.shape[1:])
+            if tuple(array.shape) != want:
+                name = ".".join(map(str, path)) + (
+                    "" if entry.layer is None else f"[{entry.layer}]"
+                )
                 raise SqjaxError(
                     f"{source}: tensor {entry.hf_key!r} has a shape that gives {tuple(array.shape)} for "
-                    f"{'.'.join(map(str, path))}, expected {tuple(var.shape)} from the config"
+                    f"{name}, expected {want} from the config"
                 )
-            var.set_value(jax.device_put(array.astype(pdtype), shardings[path].get_value()))
+            if entry.layer is None:
+                var.set_value(place(array.astype(pdtype), sharding))
+                continue
+            if not isinstance(var.get_value(), jax.Array):  # abstract until its first layer
+                var.set_value(_zeros(var.shape, pdtype, sharding))
+            layer = place(array.astype(pdtype), _layer_sharding(sharding))
+            var.set_value(_set_layer(var.get_value(), layer, entry.layer))
     nnx.update(model, nnx.from_flat_state(flat))
     return model
+
+
+def _layer_sharding(stacked: NamedSharding) -> NamedSharding:
+    """The sharding of one layer of a stacked parameter (its `layers` axis is never split)."""
+    return NamedSharding(stacked.mesh, PartitionSpec(*stacked.spec[1:]))
+
+
+def _zeros(shape, dtype, sharding: NamedSharding) -> jax.Array:
+    """A zero array created on the devices of its sharding (no host copy)."""
+    return jax.jit(lambda: jnp.zeros(shape, dtype), out_shardings=sharding)()
+
+
+@functools.partial(jax.jit, donate_argnums=0)
+def _set_layer(stacked_LX: jax.Array, layer_X: jax.Array, index: int) -> jax.Array:
+    """stacked_LX with layer `index` replaced, in place (the stacked array is donated)."""
+    return jax.lax.dynamic_update_index_in_dim(stacked_LX, layer_X, index, 0)
 
 
 def _ignorable(key: str, cfg: ModelConfig, keys: set[str]) -> bool:
@@ -82,7 +112,8 @@ def export_tensors(model: Decoder) -> Iterable[tuple[str, np.ndarray]]:
     cfg = model.config
     flat = dict(nnx.to_flat_state(nnx.state(model)))
     for entry in weight_map(cfg):
-        arrays = tuple(to_host(flat[p].get_value()) for p in entry.paths)
+        values = (flat[p].get_value() for p in entry.paths)
+        arrays = tuple(to_host(v if entry.layer is None else v[entry.layer]) for v in values)
         yield entry.hf_key, entry.to_hf(arrays, cfg)
 
 

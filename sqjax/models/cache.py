@@ -4,36 +4,26 @@ Every key slot carries the position of the token stored in it, or -1 when empty 
 One rule then covers training, scoring, prefill and decode, packed or padded, left or right:
 a query at position p may attend a key at position q iff q >= 0, q <= p, both come from the
 same segment, and p - q < window (sliding-window layers only).
+
+The cache is stacked over layers (a leading `layers` axis, as the decoder's weights are), so
+the decoder runs its blocks as one `lax.scan` over weights and cache together.
 """
 
 from __future__ import annotations
-
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 from flax import struct
 
 
-class LayerCache(NamedTuple):
-    """Keys as [B, K, H, S] and values as [B, K, S, H]: the layouts in which a decode step's
-    two attention dots (q.k over H, p.v over S) read the cache without transposing it first
-    (a transposed copy of the whole cache per layer per step cost ~20% of a CPU decode step)."""
-
-    k_BKHS: jax.Array
-    v_BKSH: jax.Array
-
-
-# logical axes of each field (None: the cache-slot axis, never sharded), for sharding rules
-AXES = LayerCache(("batch", "kv_heads", "head_dim", None), ("batch", "kv_heads", None, "head_dim"))
-SLOT_AXIS = LayerCache(*(axes.index(None) for axes in AXES))  # the axis that indexes slots
-
-
 @struct.dataclass
 class Cache:
-    """Per-layer keys and values plus the position held by each slot (-1 = empty)."""
+    """Keys as [layers, B, K, H, S] and values as [layers, B, K, S, H] (the layouts in which
+    a decode step's two attention dots, q.k over H and p.v over S, read a layer's cache
+    without transposing it), plus the position held by each slot (-1 = empty)."""
 
-    layers: tuple[LayerCache, ...]
+    k_LBKHS: jax.Array
+    v_LBKSH: jax.Array
     pos_BS: jax.Array
 
     @property
@@ -41,15 +31,37 @@ class Cache:
         return self.pos_BS.shape[1]
 
 
-def init_cache(num_layers: int, batch: int, size: int, num_kv_heads: int, head_dim: int, dtype) -> Cache:
-    k_shape, v_shape = (batch, num_kv_heads, head_dim, size), (batch, num_kv_heads, size, head_dim)
-    layers = tuple(
-        LayerCache(jnp.zeros(k_shape, dtype), jnp.zeros(v_shape, dtype)) for _ in range(num_layers)
+# logical axes of each field (None: the cache-slot axis, never sharded), for sharding rules
+AXES = {
+    "k_LBKHS": ("layers", "batch", "kv_heads", "head_dim", None),
+    "v_LBKSH": ("layers", "batch", "kv_heads", None, "head_dim"),
+    "pos_BS": ("batch", None),
+}
+SLOT_AXIS = {name: axes.index(None) for name, axes in AXES.items()}  # the axis of slots
+KV_FIELDS = ("k_LBKHS", "v_LBKSH")
+
+
+def init_cache(
+    num_layers: int, batch: int, size: int, num_kv_heads: int, head_dim: int, dtype
+) -> Cache:
+    L, B, K, H, S = num_layers, batch, num_kv_heads, head_dim, size
+    return Cache(
+        k_LBKHS=jnp.zeros((L, B, K, H, S), dtype),
+        v_LBKSH=jnp.zeros((L, B, K, S, H), dtype),
+        pos_BS=jnp.full((B, S), -1, jnp.int32),
     )
-    return Cache(layers=layers, pos_BS=jnp.full((batch, size), -1, jnp.int32))
 
 
-def write_rows(cache_BS: jax.Array, new_BL: jax.Array, start_B: jax.Array, axis: int = 1) -> jax.Array:
+def map_kv(fn, *caches: Cache, pos_BS: jax.Array) -> Cache:
+    """A Cache whose k and v are fn(array, slot axis) of the given caches' fields, with
+    positions pos_BS (the one place that knows which fields hold keys and values)."""
+    kv = {f: fn(*(getattr(c, f) for c in caches), SLOT_AXIS[f]) for f in KV_FIELDS}
+    return Cache(**kv, pos_BS=pos_BS)
+
+
+def write_rows(
+    cache_BS: jax.Array, new_BL: jax.Array, start_B: jax.Array, axis: int = 1
+) -> jax.Array:
     """Writes new_BL[b] into cache_BS[b] at slots start_B[b] : start_B[b] + L of `axis`
     (the slot axis of both arrays) for every row b."""
 
@@ -60,10 +72,32 @@ def write_rows(cache_BS: jax.Array, new_BL: jax.Array, start_B: jax.Array, axis:
     return jax.vmap(one)(cache_BS, new_BL, start_B)
 
 
+def write_layer(cache_L: jax.Array, new_BLKH: jax.Array, layer, start_B: jax.Array, axis: int):
+    """Writes the L new keys or values of every row b ([B, L, K, H]) into one layer of a
+    stacked cache array at slots start_B[b] .. start_B[b] + L - 1 of `axis` (3 or 4);
+    slots past the end are dropped. A scatter of just the new entries, in place when the
+    cache is donated or carried."""
+    B, L = new_BLKH.shape[:2]
+    b_BL = jnp.broadcast_to(jnp.arange(B)[:, None], (B, L))
+    s_BL = start_B[:, None] + jnp.arange(L)
+    index = (layer, b_BL) + (slice(None),) * (axis - 2) + (s_BL,)
+    # advanced indices split by slices: the [B, L] index shape comes first, then K and H
+    return cache_L.at[index].set(new_BLKH.astype(cache_L.dtype), mode="drop")
+
+
+def read_layer(cache_L: jax.Array, layer, span: int, axis: int) -> jax.Array:
+    """One layer of a stacked cache array, its first `span` slots (a slice XLA can fuse into
+    the attention dots on TPU and GPU: the cache is not copied to attend a shorter span)."""
+    sizes = list(cache_L.shape)
+    sizes[0], sizes[axis] = 1, span
+    start = (layer,) + (0,) * (cache_L.ndim - 1)
+    return jax.lax.dynamic_slice(cache_L, start, sizes)[0]
+
+
 def attention_mask(
     q_pos_BL: jax.Array,
     k_pos_BS: jax.Array,
-    window: int | None = None,
+    window: jax.Array | int | None = None,
     q_seg_BL: jax.Array | None = None,
     k_seg_BS: jax.Array | None = None,
 ) -> jax.Array:

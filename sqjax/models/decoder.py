@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -9,33 +11,58 @@ from flax import nnx
 from sqjax.models.cache import (
     SLOT_AXIS,
     Cache,
-    LayerCache,
     attention_mask,
     positions_from_mask,
+    read_layer,
+    write_layer,
     write_rows,
 )
 from sqjax.models.config import ModelConfig, parse_dtype
 from sqjax.models.layers import RMSNorm, apply_rope, param, rope_tables
 
 NEG_INF = -0.7 * float(jnp.finfo(jnp.float32).max)
+NO_WINDOW = 2**30  # the window of a full-attention layer in a model with sliding windows
+
+
+class CacheView(NamedTuple):
+    """What an attention layer needs of a stacked cache during a step: the stacked keys and
+    values, its layer index, each row's first new slot, and the positions of the slots it
+    attends (the first `span` slots of pos_BS)."""
+
+    k_LBKHS: jax.Array
+    v_LBKSH: jax.Array
+    layer: jax.Array
+    start_B: jax.Array
+    pos_BS: jax.Array
 
 
 class Attention(nnx.Module):
-    """Grouped-query attention with RoPE; q/k/v kernels are [D, heads, H]."""
+    """Grouped-query attention with RoPE; q/k/v kernels are [D, heads, H] per layer (the
+    decoder builds them stacked, [layers, D, heads, H])."""
 
-    def __init__(self, cfg: ModelConfig, window: int | None, rngs: nnx.Rngs):
-        D, N, K, H, pd = cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim, parse_dtype(cfg.param_dtype)
-        self.cfg, self.window = cfg, window
-        self.q = param(rngs, (D, N, H), ("embed", "heads", "head_dim"), pd)
-        self.k = param(rngs, (D, K, H), ("embed", "kv_heads", "head_dim"), pd)
-        self.v = param(rngs, (D, K, H), ("embed", "kv_heads", "head_dim"), pd)
-        self.o = param(rngs, (N, H, D), ("heads", "head_dim", "embed"), pd)
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs, layers: int | None = None):
+        D, N, K, H, pd = (
+            cfg.hidden_size,
+            cfg.num_heads,
+            cfg.num_kv_heads,
+            cfg.head_dim,
+            parse_dtype(cfg.param_dtype),
+        )
+        self.cfg = cfg
+        self.q = param(rngs, (D, N, H), ("embed", "heads", "head_dim"), pd, layers=layers)
+        self.k = param(rngs, (D, K, H), ("embed", "kv_heads", "head_dim"), pd, layers=layers)
+        self.v = param(rngs, (D, K, H), ("embed", "kv_heads", "head_dim"), pd, layers=layers)
+        self.o = param(rngs, (N, H, D), ("heads", "head_dim", "embed"), pd, layers=layers)
         if cfg.qkv_bias:
-            self.q_bias = param(rngs, (N, H), ("heads", "head_dim"), pd, zeros=True)
-            self.k_bias = param(rngs, (K, H), ("kv_heads", "head_dim"), pd, zeros=True)
-            self.v_bias = param(rngs, (K, H), ("kv_heads", "head_dim"), pd, zeros=True)
+            self.q_bias = param(rngs, (N, H), ("heads", "head_dim"), pd, zeros=True, layers=layers)
+            self.k_bias = param(
+                rngs, (K, H), ("kv_heads", "head_dim"), pd, zeros=True, layers=layers
+            )
+            self.v_bias = param(
+                rngs, (K, H), ("kv_heads", "head_dim"), pd, zeros=True, layers=layers
+            )
         if cfg.o_bias:
-            self.o_bias = param(rngs, (D,), ("embed",), pd, zeros=True)
+            self.o_bias = param(rngs, (D,), ("embed",), pd, zeros=True, layers=layers)
 
     def _project(self, x_BLD, name):
         dt = x_BLD.dtype
@@ -44,20 +71,36 @@ class Attention(nnx.Module):
             out = out + getattr(self, f"{name}_bias")[...].astype(dt)
         return out
 
-    def __call__(self, x_BLD, pos_BL, cos_BLH, sin_BLH, *, seg_BL=None, cache=None, cache_pos_BS=None, start_B=None):
+    def __call__(
+        self,
+        x_BLD,
+        pos_BL,
+        cos_BLH,
+        sin_BLH,
+        window,
+        *,
+        seg_BL=None,
+        cache: CacheView | None = None,
+    ):
+        """Without a cache: attention over the call's own tokens; returns (out, (k_BKHL,
+        v_BKLH)), this call's keys and values in the cache layout. With a cache view: writes
+        the new keys and values into its layer, attends the view's slots, and returns (out,
+        (k_LBKHS, v_LBKSH)), the updated stacked cache."""
         q_BLNH = apply_rope(self._project(x_BLD, "q"), cos_BLH, sin_BLH)
         k_BLKH = apply_rope(self._project(x_BLD, "k"), cos_BLH, sin_BLH)
         v_BLKH = self._project(x_BLD, "v")
-        k_BKHL, v_BKLH = k_BLKH.transpose(0, 2, 3, 1), v_BLKH.transpose(0, 2, 1, 3)
         if cache is None:
-            k_BKHS, v_BKSH = k_BKHL, v_BKLH
-            mask_BLS = attention_mask(pos_BL, pos_BL, self.window, seg_BL, seg_BL)
-            new_cache = LayerCache(k_BKHS, v_BKSH)  # this call's own keys and values
+            k_BKHS, v_BKSH = k_BLKH.transpose(0, 2, 3, 1), v_BLKH.transpose(0, 2, 1, 3)
+            mask_BLS = attention_mask(pos_BL, pos_BL, window, seg_BL, seg_BL)
+            new = (k_BKHS, v_BKSH)  # this call's own keys and values
         else:
-            k_BKHS = write_rows(cache.k_BKHS, k_BKHL, start_B, SLOT_AXIS.k_BKHS)
-            v_BKSH = write_rows(cache.v_BKSH, v_BKLH, start_B, SLOT_AXIS.v_BKSH)
-            mask_BLS = attention_mask(pos_BL, cache_pos_BS, self.window)
-            new_cache = LayerCache(k_BKHS, v_BKSH)
+            layer, start_B, span = cache.layer, cache.start_B, cache.pos_BS.shape[1]
+            k_LBKHS = write_layer(cache.k_LBKHS, k_BLKH, layer, start_B, SLOT_AXIS["k_LBKHS"])
+            v_LBKSH = write_layer(cache.v_LBKSH, v_BLKH, layer, start_B, SLOT_AXIS["v_LBKSH"])
+            k_BKHS = read_layer(k_LBKHS, layer, span, SLOT_AXIS["k_LBKHS"])
+            v_BKSH = read_layer(v_LBKSH, layer, span, SLOT_AXIS["v_LBKSH"])
+            mask_BLS = attention_mask(pos_BL, cache.pos_BS, window)
+            new = (k_LBKHS, v_LBKSH)
         out_BLNH = _gqa(q_BLNH, k_BKHS.astype(x_BLD.dtype), v_BKSH.astype(x_BLD.dtype), mask_BLS)
         # one [N * H, D] matrix: contracting (N, H) as two axes made XLA CPU transpose the
         # weight at every call (~2% of a decode step)
@@ -66,7 +109,7 @@ class Attention(nnx.Module):
         out_BLD = jnp.einsum("BLM,MD->BLD", out_BLNH.reshape(B, L, N * H), o_MD)
         if self.cfg.o_bias:
             out_BLD = out_BLD + self.o_bias[...].astype(x_BLD.dtype)
-        return out_BLD, new_cache
+        return out_BLD, new
 
 
 def _gqa(q_BLNH, k_BKHS, v_BKSH, mask_BLS):
@@ -88,11 +131,11 @@ def _gqa(q_BLNH, k_BKHS, v_BKSH, mask_BLS):
 class MLP(nnx.Module):
     """SwiGLU feed-forward: down(silu(gate(x)) * up(x))."""
 
-    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs, layers: int | None = None):
         D, F, pd = cfg.hidden_size, cfg.intermediate_size, parse_dtype(cfg.param_dtype)
-        self.gate = param(rngs, (D, F), ("embed", "mlp"), pd)
-        self.up = param(rngs, (D, F), ("embed", "mlp"), pd)
-        self.down = param(rngs, (F, D), ("mlp", "embed"), pd)
+        self.gate = param(rngs, (D, F), ("embed", "mlp"), pd, layers=layers)
+        self.up = param(rngs, (D, F), ("embed", "mlp"), pd, layers=layers)
+        self.down = param(rngs, (F, D), ("mlp", "embed"), pd, layers=layers)
 
     def __call__(self, x_BLD):
         dt = x_BLD.dtype
@@ -102,31 +145,36 @@ class MLP(nnx.Module):
 
 
 class Block(nnx.Module):
-    def __init__(self, cfg: ModelConfig, layer: int, rngs: nnx.Rngs):
-        pd = parse_dtype(cfg.param_dtype)
-        self.attn_norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, pd, rngs)
-        self.attn = Attention(cfg, cfg.layer_window(layer), rngs)
-        self.mlp_norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, pd, rngs)
-        self.mlp = MLP(cfg, rngs)
+    """One pre-norm decoder layer. The decoder builds all its layers as one Block whose
+    parameters carry a leading `layers` axis and runs it with `lax.scan`, one layer's slice
+    at a time: one layer compiles whatever the depth."""
 
-    def __call__(self, x_BLD, pos_BL, cos_BLH, sin_BLH, **attn_kw):
-        h_BLD, new_cache = self.attn(self.attn_norm(x_BLD), pos_BL, cos_BLH, sin_BLH, **attn_kw)
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs, layers: int | None = None):
+        pd = parse_dtype(cfg.param_dtype)
+        self.attn_norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, pd, rngs, layers)
+        self.attn = Attention(cfg, rngs, layers)
+        self.mlp_norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, pd, rngs, layers)
+        self.mlp = MLP(cfg, rngs, layers)
+
+    def __call__(self, x_BLD, pos_BL, cos_BLH, sin_BLH, window, **attn_kw):
+        h_BLD, kv = self.attn(self.attn_norm(x_BLD), pos_BL, cos_BLH, sin_BLH, window, **attn_kw)
         x_BLD = x_BLD + h_BLD
-        return x_BLD + self.mlp(self.mlp_norm(x_BLD)), new_cache
+        return x_BLD + self.mlp(self.mlp_norm(x_BLD)), kv
 
 
 class Decoder(nnx.Module):
     """A decoder-only transformer with an LM head or a scalar score head.
 
-    `model(input_ids, attention_mask)` gives float32 logits [B, L, V]; padding may be on
-    either side. Packed rows pass `positions` and `segment_ids` instead of a mask.
+    `model(input_ids, attention_mask=mask)` gives float32 logits [B, L, V], as transformers'
+    models do; padding may be on either side. Packed rows pass `positions` and `segment_ids`
+    instead of a mask. The layers live in `blocks`, stacked on a leading axis.
     """
 
     def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
         self.config = cfg
         pd = parse_dtype(cfg.param_dtype)
         self.embed = param(rngs, (cfg.vocab_size, cfg.hidden_size), ("vocab", "embed"), pd)
-        self.layers = nnx.List([Block(cfg, i, rngs) for i in range(cfg.num_layers)])
+        self.blocks = Block(cfg, rngs, layers=cfg.num_layers)
         self.final_norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, pd, rngs)
         if cfg.head == "score":
             self.score_head = param(rngs, (cfg.hidden_size, cfg.num_labels), ("embed", None), pd)
@@ -137,11 +185,39 @@ class Decoder(nnx.Module):
     def compute_dtype(self):
         return parse_dtype(self.config.dtype)
 
-    def hidden(self, input_ids_BL, attention_mask_BL=None, *, positions_BL=None, segment_ids_BL=None, remat=None):
+    def layer(self, i: int) -> Block:
+        """Layer i as a Block of its own (its slice of the stacked weights), for inspection."""
+        graphdef, state = nnx.split(self.blocks)
+        return nnx.merge(graphdef, jax.tree.map(lambda a: a[i], state))
+
+    def _run_blocks(self, body, carry, remat=None):
+        """carry, out = body(block, carry, layer, window) for every layer in turn, as one
+        `lax.scan` over the stacked weights; returns (carry, the outs stacked over layers).
+        `window` is the layer's sliding window (None when no layer has one)."""
+        graphdef, state = nnx.split(self.blocks)
+        xs = (state, jnp.arange(self.config.num_layers), _windows(self.config))
+
+        def step(carry, xs):
+            state, layer, window = xs
+            return body(nnx.merge(graphdef, state), carry, layer, window)
+
+        if remat is not None:
+            step = jax.checkpoint(step, policy=remat)
+        return jax.lax.scan(step, carry, xs)
+
+    def hidden(
+        self,
+        input_ids_BL,
+        attention_mask_BL=None,
+        *,
+        positions_BL=None,
+        segment_ids_BL=None,
+        remat=None,
+    ):
         """Final-norm hidden states [B, L, D] without a cache.
 
         `remat` is a jax.checkpoint policy (e.g. jax.checkpoint_policies.nothing_saveable):
-        each block's activations are then recomputed in the backward pass, not stored.
+        each layer's activations are then recomputed in the backward pass, not stored.
         """
         if positions_BL is None:
             if attention_mask_BL is None:
@@ -152,68 +228,69 @@ class Decoder(nnx.Module):
         self._check_length(input_ids_BL.shape[1])
         x_BLD = self._embed(input_ids_BL)
         cos, sin = rope_tables(self.config, jnp.maximum(positions_BL, 0))
-        def run(block, x_BLD):
-            return block(x_BLD, positions_BL, cos, sin, seg_BL=segment_ids_BL)[0]
 
-        if remat is not None:
-            run = nnx.remat(run, policy=remat)
-        for block in self.layers:
-            x_BLD = run(block, x_BLD)
+        def body(block, x_BLD, layer, window):
+            return block(x_BLD, positions_BL, cos, sin, window, seg_BL=segment_ids_BL)[0], None
+
+        x_BLD, _ = self._run_blocks(body, x_BLD, remat)
         return self.final_norm(x_BLD)
 
-    def __call__(self, input_ids_BL, attention_mask_BL=None, *, positions_BL=None, segment_ids_BL=None):
-        h_BLD = self.hidden(input_ids_BL, attention_mask_BL, positions_BL=positions_BL, segment_ids_BL=segment_ids_BL)
+    def __call__(self, input_ids, attention_mask=None, *, positions=None, segment_ids=None):
+        """float32 logits [B, L, V]; the keywords are transformers' (input_ids, attention_mask)."""
+        h_BLD = self.hidden(
+            input_ids, attention_mask, positions_BL=positions, segment_ids_BL=segment_ids
+        )
         return self.logits(h_BLD)
 
-    def step(self, input_ids_BL, positions_BL, cache: Cache, start_B):
+    def step(self, input_ids_BL, positions_BL, cache: Cache, start_B, span: int | None = None):
         """Runs L new tokens per row against the cache (prefill or decode).
 
         Tokens are written to slots start_B[b] .. start_B[b] + L - 1; a token with position
         -1 is padding and is never attended. Returns (float32 logits [B, L, V], new cache).
         """
-        h_BLD, cache = self.step_hidden(input_ids_BL, positions_BL, cache, start_B)
+        h_BLD, cache = self.step_hidden(input_ids_BL, positions_BL, cache, start_B, span)
         return self.logits(h_BLD), cache
 
-    def step_hidden(self, input_ids_BL, positions_BL, cache: Cache, start_B):
+    def step_hidden(
+        self, input_ids_BL, positions_BL, cache: Cache, start_B, span: int | None = None
+    ):
         """`step` without the LM head: (final-norm hidden states [B, L, D], new cache), so a
-        sampler can project only the positions it samples from."""
+        sampler can project only the positions it samples from. Attention reads only the
+        first `span` cache slots (default: all); the new tokens must land inside them."""
         pos_BS = write_rows(cache.pos_BS, positions_BL, start_B)
+        view_BS = pos_BS if span is None else pos_BS[:, :span]
         x_BLD = self._embed(input_ids_BL)
         cos, sin = rope_tables(self.config, jnp.maximum(positions_BL, 0))
-        new_layers = []
-        for block, layer_cache in zip(self.layers, cache.layers):
-            x_BLD, new = block(x_BLD, positions_BL, cos, sin, cache=layer_cache, cache_pos_BS=pos_BS, start_B=start_B)
-            new_layers.append(new)
-        return self.final_norm(x_BLD), Cache(layers=tuple(new_layers), pos_BS=pos_BS)
+
+        def body(block, carry, layer, window):
+            x_BLD, k_LBKHS, v_LBKSH = carry
+            view = CacheView(k_LBKHS, v_LBKSH, layer, start_B, view_BS)
+            x_BLD, (k_LBKHS, v_LBKSH) = block(x_BLD, positions_BL, cos, sin, window, cache=view)
+            return (x_BLD, k_LBKHS, v_LBKSH), None
+
+        (x_BLD, k_LBKHS, v_LBKSH), _ = self._run_blocks(body, (x_BLD, cache.k_LBKHS, cache.v_LBKSH))
+        return self.final_norm(x_BLD), Cache(k_LBKHS, v_LBKSH, pos_BS)
 
     def prefill(self, input_ids_BL, positions_BL):
         """Runs L tokens per row with no earlier context: (final-norm hidden states [B, L, D],
-        a Cache of size L holding their keys and values). Blocks of one structure run as a
-        single `lax.scan`, so one block compiles instead of num_layers."""
+        a Cache of size L holding their keys and values)."""
         x_BLD = self._embed(input_ids_BL)
         cos, sin = rope_tables(self.config, jnp.maximum(positions_BL, 0))
-        graphs, states = zip(*(nnx.split(block) for block in self.layers))
-        if all(g == graphs[0] for g in graphs):
 
-            def body(x_BLD, state):
-                return nnx.merge(graphs[0], state)(x_BLD, positions_BL, cos, sin)
+        def body(block, x_BLD, layer, window):
+            return block(x_BLD, positions_BL, cos, sin, window)
 
-            stacked = jax.tree.map(lambda *a: jnp.stack(a), *states)
-            x_BLD, kv = jax.lax.scan(body, x_BLD, stacked)
-            layers = [LayerCache(*(a[i] for a in kv)) for i in range(len(graphs))]
-        else:
-            layers = []
-            for block in self.layers:
-                x_BLD, new = block(x_BLD, positions_BL, cos, sin)
-                layers.append(new)
-        return self.final_norm(x_BLD), Cache(layers=tuple(layers), pos_BS=positions_BL)
+        x_BLD, (k_LBKHS, v_LBKSH) = self._run_blocks(body, x_BLD)
+        return self.final_norm(x_BLD), Cache(k_LBKHS, v_LBKSH, positions_BL)
 
     def logits(self, h_BLD):
         """LM logits in float32 from final hidden states."""
         if self.config.head == "score":
             raise ValueError("this is a score model: call model.score(...) instead of model(...)")
         w_DV = self.embed[...].T if self.config.tie_word_embeddings else self.lm_head[...]
-        return jnp.einsum("BLD,DV->BLV", h_BLD, w_DV.astype(h_BLD.dtype), preferred_element_type=jnp.float32)
+        return jnp.einsum(
+            "BLD,DV->BLV", h_BLD, w_DV.astype(h_BLD.dtype), preferred_element_type=jnp.float32
+        )
 
     def score(self, input_ids_BL, attention_mask_BL=None):
         """Score-head output at each row's last real token: [B] (or [B, C] for C > 1 labels)."""
@@ -225,14 +302,21 @@ class Decoder(nnx.Module):
         L = input_ids_BL.shape[1]
         last_B = jnp.max(jnp.where(attention_mask_BL > 0, jnp.arange(L), 0), axis=-1)
         h_BD = jnp.take_along_axis(h_BLD, last_B[:, None, None], axis=1)[:, 0]
-        out_BC = jnp.einsum("BD,DC->BC", h_BD, self.score_head[...].astype(h_BD.dtype), preferred_element_type=jnp.float32)
+        out_BC = jnp.einsum(
+            "BD,DC->BC",
+            h_BD,
+            self.score_head[...].astype(h_BD.dtype),
+            preferred_element_type=jnp.float32,
+        )
         return out_BC[:, 0] if self.config.num_labels == 1 else out_BC
 
     def init_cache(self, batch: int, size: int, dtype=None) -> Cache:
         from sqjax.models.cache import init_cache
 
         cfg = self.config
-        return init_cache(cfg.num_layers, batch, size, cfg.num_kv_heads, cfg.head_dim, dtype or self.compute_dtype)
+        return init_cache(
+            cfg.num_layers, batch, size, cfg.num_kv_heads, cfg.head_dim, dtype or self.compute_dtype
+        )
 
     def _embed(self, input_ids_BL):
         return jnp.take(self.embed[...], input_ids_BL, axis=0).astype(self.compute_dtype)
@@ -244,6 +328,15 @@ class Decoder(nnx.Module):
                 f"sequence length {length} exceeds max_position_embeddings={cfg.max_position_embeddings} "
                 "with dynamic RoPE, which sqjax computes only within that range"
             )
+
+
+def _windows(cfg: ModelConfig) -> jax.Array | None:
+    """Each layer's sliding window ([layers] int32; full-attention layers get one longer than
+    any sequence), or None when every layer attends fully."""
+    windows = [cfg.layer_window(i) for i in range(cfg.num_layers)]
+    if all(w is None for w in windows):
+        return None
+    return jnp.array([NO_WINDOW if w is None else w for w in windows], jnp.int32)
 
 
 def create_model(cfg: ModelConfig, seed: int = 0) -> Decoder:

@@ -12,9 +12,14 @@ from sqjax.models.config import ModelConfig, RopeScaling
 
 
 def param(rngs: nnx.Rngs, shape: tuple[int, ...], axes: tuple[str | None, ...], dtype,
-          scale: float | None = None, zeros: bool = False, ones: bool = False) -> nnx.Param:
-    """A parameter tagged with logical axis names (mapped to mesh axes by sqjax.sharding)."""
+          scale: float | None = None, zeros: bool = False, ones: bool = False,
+          layers: int | None = None) -> nnx.Param:
+    """A parameter tagged with logical axis names (mapped to mesh axes by sqjax.sharding).
+
+    `layers` stacks one copy per decoder layer on a leading `layers` axis (never sharded)."""
     assert len(shape) == len(axes), (shape, axes)
+    if layers is not None:
+        shape, axes = (layers, *shape), ("layers", *axes)
     if zeros:
         value = jnp.zeros(shape, dtype)
     elif ones:
@@ -28,8 +33,8 @@ def param(rngs: nnx.Rngs, shape: tuple[int, ...], axes: tuple[str | None, ...], 
 class RMSNorm(nnx.Module):
     """RMSNorm computed in float32, as HF Llama does, then cast back."""
 
-    def __init__(self, dim: int, eps: float, param_dtype, rngs: nnx.Rngs):
-        self.weight = param(rngs, (dim,), ("norm",), param_dtype, ones=True)
+    def __init__(self, dim: int, eps: float, param_dtype, rngs: nnx.Rngs, layers: int | None = None):
+        self.weight = param(rngs, (dim,), ("norm",), param_dtype, ones=True, layers=layers)
         self.eps = eps
 
     def __call__(self, x_BLD: jax.Array) -> jax.Array:

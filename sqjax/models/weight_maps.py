@@ -4,7 +4,9 @@ Each entry maps one HF tensor to one or more sqjax parameters (InternLM2 fuses q
 into one `wqkv` tensor) with a pair of pure numpy transforms, so loading and exporting
 read the same table and every key is accounted for in both directions.
 
-HF linear weights are [out, in]; sqjax kernels are [in, ...out] (see decoder.py).
+HF linear weights are [out, in]; sqjax kernels are [in, ...out] (see decoder.py). Decoder
+layers are stacked: an entry with a `layer` fills (or reads) that index of the leading
+`layers` axis of its `blocks` parameters.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ class Entry:
     paths: tuple[Path, ...]
     to_sqjax: Callable[[np.ndarray, ModelConfig], tuple[np.ndarray, ...]]
     to_hf: Callable[[tuple[np.ndarray, ...], ModelConfig], np.ndarray]
+    layer: int | None = None  # index on the stacked parameters' leading `layers` axis
 
 
 def _same(w, cfg):
@@ -109,59 +112,99 @@ def _bqkv_back(ws, cfg):
     return np.concatenate([q_NH.reshape(K, G, H), k_KH[:, None], v_KH[:, None]], axis=1).reshape(-1)
 
 
-def _layer(i: int, *names: str) -> tuple[Path, ...]:
-    return tuple(("layers", i) + tuple(n.split(".")) for n in names)
+def _layer(*names: str) -> tuple[Path, ...]:
+    return tuple(("blocks",) + tuple(n.split(".")) for n in names)
 
 
 def _hf_names(cfg: ModelConfig) -> dict[str, str]:
     if cfg.family == "internlm2":
         return {
-            "embed": "model.tok_embeddings.weight", "norm": "model.norm.weight", "lm_head": "output.weight",
-            "score": "v_head.weight", "layer": "model.layers.{i}.", "attn_norm": "attention_norm.weight",
-            "mlp_norm": "ffn_norm.weight", "o": "attention.wo", "gate": "feed_forward.w1",
-            "up": "feed_forward.w3", "down": "feed_forward.w2",
+            "embed": "model.tok_embeddings.weight",
+            "norm": "model.norm.weight",
+            "lm_head": "output.weight",
+            "score": "v_head.weight",
+            "layer": "model.layers.{i}.",
+            "attn_norm": "attention_norm.weight",
+            "mlp_norm": "ffn_norm.weight",
+            "o": "attention.wo",
+            "gate": "feed_forward.w1",
+            "up": "feed_forward.w3",
+            "down": "feed_forward.w2",
         }
     return {
-        "embed": "model.embed_tokens.weight", "norm": "model.norm.weight", "lm_head": "lm_head.weight",
-        "score": "score.weight", "layer": "model.layers.{i}.", "attn_norm": "input_layernorm.weight",
-        "mlp_norm": "post_attention_layernorm.weight", "o": "self_attn.o_proj",
-        "gate": "mlp.gate_proj", "up": "mlp.up_proj", "down": "mlp.down_proj",
+        "embed": "model.embed_tokens.weight",
+        "norm": "model.norm.weight",
+        "lm_head": "lm_head.weight",
+        "score": "score.weight",
+        "layer": "model.layers.{i}.",
+        "attn_norm": "input_layernorm.weight",
+        "mlp_norm": "post_attention_layernorm.weight",
+        "o": "self_attn.o_proj",
+        "gate": "mlp.gate_proj",
+        "up": "mlp.up_proj",
+        "down": "mlp.down_proj",
     }
 
 
 def weight_map(cfg: ModelConfig) -> list[Entry]:
     """Every HF tensor of a checkpoint of this config, with its sqjax parameter(s)."""
     n = _hf_names(cfg)
-    entries = [Entry(n["embed"], (("embed",),), _same, _same_back), Entry(n["norm"], (("final_norm", "weight"),), _same, _same_back)]
+    entries = [
+        Entry(n["embed"], (("embed",),), _same, _same_back),
+        Entry(n["norm"], (("final_norm", "weight"),), _same, _same_back),
+    ]
     if cfg.head == "score":
         entries.append(Entry(n["score"], (("score_head",),), _t, _t_back))
     elif not cfg.tie_word_embeddings:
         entries.append(Entry(n["lm_head"], (("lm_head",),), _t, _t_back))
     for i in range(cfg.num_layers):
         p = n["layer"].format(i=i)
-        entries += [
-            Entry(p + n["attn_norm"], _layer(i, "attn_norm.weight"), _same, _same_back),
-            Entry(p + n["mlp_norm"], _layer(i, "mlp_norm.weight"), _same, _same_back),
-            Entry(p + n["o"] + ".weight", _layer(i, "attn.o"), _o_fwd, _o_back),
-            Entry(p + n["gate"] + ".weight", _layer(i, "mlp.gate"), _t, _t_back),
-            Entry(p + n["up"] + ".weight", _layer(i, "mlp.up"), _t, _t_back),
-            Entry(p + n["down"] + ".weight", _layer(i, "mlp.down"), _t, _t_back),
+        layer = [
+            Entry(p + n["attn_norm"], _layer("attn_norm.weight"), _same, _same_back),
+            Entry(p + n["mlp_norm"], _layer("mlp_norm.weight"), _same, _same_back),
+            Entry(p + n["o"] + ".weight", _layer("attn.o"), _o_fwd, _o_back),
+            Entry(p + n["gate"] + ".weight", _layer("mlp.gate"), _t, _t_back),
+            Entry(p + n["up"] + ".weight", _layer("mlp.up"), _t, _t_back),
+            Entry(p + n["down"] + ".weight", _layer("mlp.down"), _t, _t_back),
         ]
         if cfg.o_bias:
-            entries.append(Entry(p + n["o"] + ".bias", _layer(i, "attn.o_bias"), _same, _same_back))
-        entries += _qkv_entries(cfg, i, p)
+            layer.append(Entry(p + n["o"] + ".bias", _layer("attn.o_bias"), _same, _same_back))
+        layer += _qkv_entries(cfg, p)
+        entries += [dataclasses.replace(e, layer=i) for e in layer]
     return entries
 
 
-def _qkv_entries(cfg: ModelConfig, i: int, p: str) -> list[Entry]:
+def _qkv_entries(cfg: ModelConfig, p: str) -> list[Entry]:
     if cfg.family == "internlm2":
-        out = [Entry(p + "attention.wqkv.weight", _layer(i, "attn.q", "attn.k", "attn.v"), _wqkv_fwd, _wqkv_back)]
+        out = [
+            Entry(
+                p + "attention.wqkv.weight",
+                _layer("attn.q", "attn.k", "attn.v"),
+                _wqkv_fwd,
+                _wqkv_back,
+            )
+        ]
         if cfg.qkv_bias:
-            out.append(Entry(p + "attention.wqkv.bias", _layer(i, "attn.q_bias", "attn.k_bias", "attn.v_bias"), _bqkv_fwd, _bqkv_back))
+            out.append(
+                Entry(
+                    p + "attention.wqkv.bias",
+                    _layer("attn.q_bias", "attn.k_bias", "attn.v_bias"),
+                    _bqkv_fwd,
+                    _bqkv_back,
+                )
+            )
         return out
     out = []
     for name, heads in (("q", "num_heads"), ("k", "num_kv_heads"), ("v", "num_kv_heads")):
-        out.append(Entry(f"{p}self_attn.{name}_proj.weight", _layer(i, f"attn.{name}"), *_heads_in(heads)))
+        out.append(
+            Entry(f"{p}self_attn.{name}_proj.weight", _layer(f"attn.{name}"), *_heads_in(heads))
+        )
         if cfg.qkv_bias:
-            out.append(Entry(f"{p}self_attn.{name}_proj.bias", _layer(i, f"attn.{name}_bias"), *_bias_heads(heads)))
+            out.append(
+                Entry(
+                    f"{p}self_attn.{name}_proj.bias",
+                    _layer(f"attn.{name}_bias"),
+                    *_bias_heads(heads),
+                )
+            )
     return out

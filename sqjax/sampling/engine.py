@@ -36,7 +36,7 @@ from sqjax.sampling.stops import decode as detok
 from sqjax.sampling.stops import find_stop
 from sqjax.sharding import BATCH, SAMPLE_RULES, spec_for, state_shardings
 
-CACHE_AXES = cache_layout.AXES._asdict()  # by LayerCache field; other slot arrays: rows only
+CACHE_AXES = cache_layout.AXES  # by Cache field; other slot arrays: rows only
 SPAN = 128  # decode attends the cache's first multiple of SPAN slots that holds every live row
 
 

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from sqjax.models.cache import SLOT_AXIS, Cache, LayerCache, write_rows
+from sqjax.models.cache import Cache, map_kv
 from sqjax.models.head import token_logprobs
 from sqjax.sampling.filters import RowSampling, sample
 
@@ -46,9 +46,9 @@ class Slots(NamedTuple):
     limits: Limits
 
 
-def forward(model, ids_BL, pos_BL, cache: Cache, start_B):
+def forward(model, ids_BL, pos_BL, cache: Cache, start_B, span: int | None = None):
     """`model.step` without the LM head: (final hidden states [B, L, D], new cache)."""
-    return model.step_hidden(ids_BL, pos_BL, cache, start_B)
+    return model.step_hidden(ids_BL, pos_BL, cache, start_B, span)
 
 
 def choose(logits_BV, rows: RowSampling, limits: Limits, count_B, with_logprobs: bool):
@@ -74,27 +74,24 @@ def sample_key(seed, request, index):
     return jax.random.fold_in(jax.random.fold_in(key, request), index)
 
 
-def decode(
-    graphdef, weights, slots: Slots, kill_B, *, steps: int, span: int, with_logprobs: bool
-):
+def decode(graphdef, weights, slots: Slots, kill_B, *, steps: int, span: int, with_logprobs: bool):
     """Up to `steps` decode steps for every live row (stops early when all rows are done).
 
     Attention reads only the first `span` cache slots (the caller makes sure every live row
     stays within them): a short answer in a cache sized for the longest one does not read
-    the whole cache at every step.
+    the whole cache at every step, and the cache is never copied to attend fewer slots.
     Returns (slots, tokens [B, steps] (-1 where a row did not run), log-probs [B, steps]).
     """
     TRACES["decode"] += 1
     model = nnx.merge(graphdef, weights)
     B = slots.token_B.shape[0]
-    full = slots.cache
-    slots = slots._replace(done_B=slots.done_B | kill_B, cache=_first_slots(full, span))
+    slots = slots._replace(done_B=slots.done_B | kill_B)
 
     def body(carry):
         i, s, tokens_BT, logprobs_BT = carry
         live_B = ~s.done_B
         pos_B1 = jnp.where(live_B, s.pos_B, -1)[:, None]
-        h_B1D, cache = forward(model, s.token_B[:, None], pos_B1, s.cache, s.pos_B)
+        h_B1D, cache = forward(model, s.token_B[:, None], pos_B1, s.cache, s.pos_B, span)
         logits_BV = model.logits(h_B1D)[:, 0]
         token_B, logprob_B, hit_B = choose(logits_BV, s.rows, s.limits, s.count_B, with_logprobs)
         count_B = s.count_B + live_B
@@ -113,44 +110,9 @@ def decode(
     def cond(carry):
         return (carry[0] < steps) & jnp.any(~carry[1].done_B)
 
-    start_B = slots.pos_B
     init = (0, slots, jnp.full((B, steps), -1, jnp.int32), jnp.zeros((B, steps), jnp.float32))
     _, slots, tokens_BT, logprobs_BT = jax.lax.while_loop(cond, body, init)
-    cache = _put_new_slots(full, slots.cache, start_B, steps)
-    return slots._replace(cache=cache), tokens_BT, logprobs_BT
-
-
-def _first_slots(cache: Cache, span: int) -> Cache:
-    """The cache's first `span` slots (a copy, made once per decode call)."""
-    if span >= cache.size:
-        return cache
-    layers = tuple(
-        LayerCache(*(jax.lax.slice_in_dim(a, 0, span, axis=ax) for a, ax in zip(kv, SLOT_AXIS)))
-        for kv in cache.layers
-    )
-    return Cache(layers=layers, pos_BS=cache.pos_BS[:, :span])
-
-
-def _put_new_slots(cache: Cache, first: Cache, start_B, steps: int) -> Cache:
-    """`cache` updated with what a decode call wrote into its first slots: `steps` slots from
-    each row's start (live rows stay inside `first`; the others' windows are clamped, which
-    only rewrites a slot with its own content), in place when cache is donated."""
-    if first.size >= cache.size:
-        return first
-    start_B = jnp.clip(start_B, 0, first.size - steps)
-
-    def window(a, axis):
-        return jax.vmap(lambda row, s: jax.lax.dynamic_slice_in_dim(row, s, steps, axis - 1))(
-            a, start_B
-        )
-
-    layers = tuple(
-        LayerCache(
-            *(write_rows(a, window(b, ax), start_B, ax) for a, b, ax in zip(old, new, SLOT_AXIS))
-        )
-        for old, new in zip(cache.layers, first.layers)
-    )
-    return Cache(layers=layers, pos_BS=cache.pos_BS.at[:, : first.size].set(first.pos_BS))
+    return slots, tokens_BT, logprobs_BT
 
 
 def resize(slots: Slots, rows_R, *, size: int) -> Slots:
@@ -166,11 +128,12 @@ def resize(slots: Slots, rows_R, *, size: int) -> Slots:
         pad[axis] = (0, size - a.shape[axis])
         return jnp.pad(a, pad, constant_values=fill)
 
-    layers = tuple(
-        LayerCache(*(fit(a, ax, 0) for a, ax in zip(kv, SLOT_AXIS))) for kv in slots.cache.layers
-    )
+    def fit_kv(a_L, axis):  # rows are axis 1 of the stacked keys and values
+        return jax.vmap(lambda a: fit(a, axis - 1, 0))(a_L)
+
+    cache = map_kv(fit_kv, slots.cache, pos_BS=fit(slots.cache.pos_BS, 1, -1))
     rest = jax.tree.map(lambda a: a[rows_R], slots._replace(cache=None))
-    return rest._replace(cache=Cache(layers=layers, pos_BS=fit(slots.cache.pos_BS, 1, -1)))
+    return rest._replace(cache=cache)
 
 
 class NewRows(NamedTuple):
@@ -189,10 +152,11 @@ class NewRows(NamedTuple):
     index_M: jax.Array
 
 
-def _put_slots(cache_BX, new_MX, slot_M, axis: int):
-    """cache_BX with rows slot_M (out of range: dropped) holding new_MX in its first slots."""
-    index = (slot_M,) + tuple(slice(None, n) for n in new_MX.shape[1 : axis + 1])
-    return cache_BX.at[index].set(new_MX.astype(cache_BX.dtype), mode="drop")
+def _put_slots(cache_LBX, new_LMX, slot_M, axis: int):
+    """Stacked keys or values with rows slot_M (out of range: dropped) holding new_LMX in
+    their first slots (`axis`: the slot axis)."""
+    index = (slice(None), slot_M) + tuple(slice(None, n) for n in new_LMX.shape[2 : axis + 1])
+    return cache_LBX.at[index].set(new_LMX.astype(cache_LBX.dtype), mode="drop")
 
 
 def insert(graphdef, weights, slots: Slots, ids_UL, ctx_U, last_U, new: NewRows):
@@ -210,12 +174,14 @@ def insert(graphdef, weights, slots: Slots, ids_UL, ctx_U, last_U, new: NewRows)
     pos_UL = jnp.where(jnp.arange(L) < ctx_U[:, None], jnp.arange(L), -1)
     _, cache_U = model.prefill(ids_UL, pos_UL)
     src_M, slot_M = new.src_M, new.slot_M
-    layers = tuple(
-        LayerCache(*(_put_slots(o, n[src_M], slot_M, axis) for o, n, axis in zip(old, new, SLOT_AXIS)))
-        for old, new in zip(slots.cache.layers, cache_U.layers)
-    )
     pos_MS = jnp.pad(pos_UL[src_M], ((0, 0), (0, S - L)), constant_values=-1)
-    cache = Cache(layers=layers, pos_BS=slots.cache.pos_BS.at[slot_M].set(pos_MS, mode="drop"))
+    pos_BS = slots.cache.pos_BS.at[slot_M].set(pos_MS, mode="drop")
+    cache = map_kv(
+        lambda old, new, axis: _put_slots(old, new[:, src_M], slot_M, axis),
+        slots.cache,
+        cache_U,
+        pos_BS=pos_BS,
+    )
     return _start_rows(slots, cache, last_U[src_M], ctx_U[src_M], new)
 
 
@@ -227,16 +193,14 @@ def clone(slots: Slots, ctx_M, last_M, new: NewRows, *, length: int) -> Slots:
     TRACES["clone"] += 1
     src_M, slot_M = new.src_M, new.slot_M
 
-    def copy(a, axis):
-        head = (src_M,) + (slice(None),) * (axis - 1) + (slice(None, length),)
-        return _put_slots(a, a[head], slot_M, axis)
+    def copy(a_LBX, axis):
+        head = (slice(None), src_M) + (slice(None),) * (axis - 2) + (slice(None, length),)
+        return _put_slots(a_LBX, a_LBX[head], slot_M, axis)
 
-    layers = tuple(
-        LayerCache(*(copy(a, ax) for a, ax in zip(kv, SLOT_AXIS))) for kv in slots.cache.layers
-    )
     S = slots.cache.size
     pos_MS = jnp.where(jnp.arange(S) < ctx_M[:, None], jnp.arange(S), -1)
-    cache = Cache(layers=layers, pos_BS=slots.cache.pos_BS.at[slot_M].set(pos_MS, mode="drop"))
+    pos_BS = slots.cache.pos_BS.at[slot_M].set(pos_MS, mode="drop")
+    cache = map_kv(copy, slots.cache, pos_BS=pos_BS)
     return _start_rows(slots, cache, last_M, ctx_M, new)
 
 
