@@ -128,10 +128,13 @@ def component(chain: list[tuple[str, int]]) -> str:
     return "other"
 
 
-def phase(op_name: str) -> str:
+def phase(op_name: str, chain: list[tuple[str, int]]) -> str:
+    """backward (transposed), forward (differentiated, or model code such as masks and RoPE
+    tables that need no derivative), else optimizer (the update, clipping, scaling)."""
     if "transpose(" in op_name:
         return "backward"
-    if "jvp(" in op_name:
+    model = f"{os.sep}sqjax{os.sep}models{os.sep}"
+    if "jvp(" in op_name or any(model in f for f, _ in chain):
         return "forward"
     return "optimizer"
 
@@ -157,7 +160,7 @@ def summarize_trace(trace_dir: str, hlo_text: str, module_prefix: str, steps: in
     slowest instructions, from a trace of `steps` calls of one jitted function."""
     instrs, frames = parse_hlo(hlo_text)
     by_phase, by_comp, both = defaultdict(float), defaultdict(float), defaultdict(float)
-    by_op, matmul, unknown = defaultdict(float), 0.0, 0.0
+    by_op, matmul, unknown, where = defaultdict(float), 0.0, 0.0, {}
     for e in load_events(trace_dir, module_prefix):
         ins = instrs.get(e["args"]["hlo_op"])
         ms = e["dur"] / 1e3 / steps
@@ -166,11 +169,13 @@ def summarize_trace(trace_dir: str, hlo_text: str, module_prefix: str, steps: in
             continue
         if ins["opcode"] in CONTROL_FLOW:
             continue
-        p, c = phase(ins["op_name"]), component(frames.get(ins["frame"], []))
+        chain = frames.get(ins["frame"], [])
+        p, c = phase(ins["op_name"], chain), component(chain)
         by_phase[p] += ms
         by_comp[c] += ms
         both[f"{p}/{c}"] += ms
         by_op[e["args"]["hlo_op"]] += ms
+        where[e["args"]["hlo_op"]] = f"{p}/{c}: {ins['op_name'].rsplit('/', 1)[-1]}"
         matmul += ms if ins["matmul"] else 0.0
     total = sum(by_phase.values())
     top = sorted(by_op.items(), key=lambda kv: -kv[1])[:8]
@@ -186,8 +191,5 @@ def summarize_trace(trace_dir: str, hlo_text: str, module_prefix: str, steps: in
         "by_phase_ms": rounded(by_phase),
         "by_component_ms": rounded(by_comp),
         "by_phase_component_ms": rounded(both),
-        "top_ops_ms": [
-            (name, round(ms, 1), phase(instrs[name]["op_name"]), instrs[name]["opcode"])
-            for name, ms in top
-        ],
+        "top_ops_ms": [(name, round(ms, 1), where[name]) for name, ms in top],
     }

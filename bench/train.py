@@ -44,7 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 import torch
 import torch.nn.functional as F
-from common import QWEN2_55M, end_facts, log, run_facts, timed
+from common import QWEN2_55M, end_facts, log, run_facts
 from flax import nnx
 from trace_summary import summarize_trace
 
@@ -53,7 +53,7 @@ from sqjax.checkpoints.convert import load_from_tensors
 from sqjax.data.packing import Example, pack_examples
 from sqjax.models.hf_config import from_hf_config
 from sqjax.sharding import make_mesh
-from sqjax.training.config import DPOConfig, OptimConfig
+from sqjax.training.config import LOGITS_CHUNK, REMAT_MODES, DPOConfig, OptimConfig
 from sqjax.training.dpo import dpo_objective, reference_logprobs
 from sqjax.training.inputs import dpo_collate, local_rows, row_arrays
 from sqjax.training.optimizer import make_optimizer, schedule
@@ -201,7 +201,7 @@ class TorchTrainer:
 class SqjaxTrainer:
     """sqjax's jitted train step on one device, state donated from step to step."""
 
-    def __init__(self, model, loss: str, arrays: dict[str, np.ndarray]):
+    def __init__(self, model, loss: str, arrays: dict[str, np.ndarray], remat: str, chunk: int):
         mesh = make_mesh(1, 1, 1, devices=jax.devices()[:1])
         graphdef, params = nnx.split(model, nnx.Param)
         optimizer = make_optimizer(OPTIM, 1000)
@@ -209,7 +209,10 @@ class SqjaxTrainer:
         self.state = init_state(params, optimizer, sharding)
         local = local_rows(arrays, 1, 0, 1)  # [accum_steps=1, rows, ...]
         self.batch = {k: jax.device_put(v, batch_spec(mesh, v.ndim)) for k, v in local.items()}
-        objective = sft_objective() if loss == "sft" else dpo_objective(DPO.variant, DPO.beta)
+        if loss == "sft":
+            objective = sft_objective(remat, chunk)
+        else:
+            objective = dpo_objective(DPO.variant, DPO.beta, remat=remat, logits_chunk=chunk)
         shapes = {k: v.shape for k, v in local.items()}
         self.fn = make_train_step(
             graphdef, objective, optimizer, schedule(OPTIM, 1000), sharding, shapes, mesh
@@ -237,20 +240,23 @@ class SqjaxTrainer:
 
 
 def matmul_peak(n: int, reps: int) -> dict:
-    """Best float32 GFLOP/s of an n x n x n matmul, by JAX (XLA CPU) and by PyTorch."""
+    """Best float32 GFLOP/s of an n x n x n matmul by JAX (XLA CPU) and by PyTorch, per second
+    of wall time and per second of process CPU time (the second for CPU-time MFU)."""
     rng = np.random.default_rng(0)
     a, b = (rng.standard_normal((n, n), np.float32) for _ in range(2))
     dot = jax.jit(jnp.dot)
     ja, jb = jnp.asarray(a), jnp.asarray(b)
     ta, tb = torch.from_numpy(a), torch.from_numpy(b)
-    dot(ja, jb).block_until_ready()
-    torch.mm(ta, tb)
-    jax_t = min(timed(lambda: dot(ja, jb).block_until_ready())[0] for _ in range(reps))
-    torch_t = min(timed(lambda: torch.mm(ta, tb))[0] for _ in range(reps))
-    flops = 2 * n**3
-    out = {"n": n, "jax_gflops": flops / jax_t / 1e9, "torch_gflops": flops / torch_t / 1e9}
+    runs = {"jax": lambda: dot(ja, jb).block_until_ready(), "torch": lambda: torch.mm(ta, tb)}
+    out: dict = {"n": n}
+    for name, fn in runs.items():
+        fn()
+        wall, cpu, _ = zip(*(clocked(fn) for _ in range(reps)))
+        out[f"{name}_gflops"] = round(2 * n**3 / min(wall) / 1e9, 1)
+        out[f"{name}_gflops_per_cpu_s"] = round(2 * n**3 / min(cpu) / 1e9, 1)
     out["peak_gflops"] = max(out["jax_gflops"], out["torch_gflops"])
-    return {k: round(v, 1) if isinstance(v, float) else v for k, v in out.items()}
+    out["peak_gflops_per_cpu_s"] = max(out["jax_gflops_per_cpu_s"], out["torch_gflops_per_cpu_s"])
+    return out
 
 
 def flops_per_token(hc, matmul_params: int, length: int) -> tuple[float, float]:
@@ -293,13 +299,13 @@ def interleave(torch_step, sq_step, repeats: int) -> dict[str, list[float]]:
     return runs
 
 
-def run_case(name: str, hf0, ours, repeats: int) -> tuple[dict, SqjaxTrainer]:
+def run_case(name: str, hf0, ours, args) -> tuple[dict, SqjaxTrainer]:
     """One case's figures (MFU is added once the peak is known) and its sqjax trainer."""
     loss, rows, length = parse_case(name)
     arrays = case_batch(loss, rows, length, hf0.config.vocab_size, ours)
     tt, tb = TorchTrainer(hf0, loss), torch_batch(loss, arrays)
-    sq = SqjaxTrainer(ours, loss, arrays)
-    runs = interleave(lambda: tt.step(tb), sq.step, repeats)
+    sq = SqjaxTrainer(ours, loss, arrays, args.remat, args.logits_chunk)
+    runs = interleave(lambda: tt.step(tb), sq.step, args.repeats)
     med = {k: statistics.median(v) for k, v in runs.items() if k.endswith(("wall", "cpu"))}
     tokens = sum(v.size for k, v in arrays.items() if k.endswith("segment_ids"))
     out = {
@@ -322,13 +328,19 @@ def run_case(name: str, hf0, ours, repeats: int) -> tuple[dict, SqjaxTrainer]:
     return out, sq
 
 
-def add_mfu(figures: dict, hc, matmul_params: int, length: int, peak_gflops: float) -> None:
-    """MFU of both sides: 6N FLOPs per token, and with attention for sqjax."""
+def add_mfu(figures: dict, hc, matmul_params: int, length: int, peak: dict) -> None:
+    """MFU of both sides (6N FLOPs per token; with attention for sqjax) against the wall-time
+    peak, and `cpu_mfu`: FLOPs per CPU-second against the peak's FLOPs per CPU-second."""
     f6n, fattn = flops_per_token(hc, matmul_params, length)
-    per_s = figures["tokens_per_step"] / (peak_gflops * 1e9)
-    figures["mfu_sqjax"] = round(f6n * per_s / figures["sqjax_step_s"], 3)
-    figures["mfu_torch"] = round(f6n * per_s / figures["torch_step_s"], 3)
-    figures["mfu_attn_sqjax"] = round(fattn * per_s / figures["sqjax_step_s"], 3)
+    tokens = figures["tokens_per_step"]
+    for side in ("sqjax", "torch"):
+        wall, cpu = figures[f"{side}_step_s"], figures[f"{side}_cpu_s"]
+        figures[f"mfu_{side}"] = round(f6n * tokens / wall / (peak["peak_gflops"] * 1e9), 3)
+        cpu_peak = peak["peak_gflops_per_cpu_s"] * 1e9
+        figures[f"cpu_mfu_{side}"] = round(f6n * tokens / cpu / cpu_peak, 3)
+    figures["mfu_attn_sqjax"] = round(
+        fattn * tokens / figures["sqjax_step_s"] / (peak["peak_gflops"] * 1e9), 3
+    )
 
 
 def build_models(tiny: bool):
@@ -351,6 +363,8 @@ def main() -> None:
     ap.add_argument("--tiny", action="store_true", help="a 2-layer model (the smoke test)")
     ap.add_argument("--profile-steps", type=int, default=2, help="0: no profile")
     ap.add_argument("--cold", action="store_true", help="no persistent XLA cache")
+    ap.add_argument("--remat", default="none", choices=REMAT_MODES, help="sqjax's remat policy")
+    ap.add_argument("--logits-chunk", type=int, default=LOGITS_CHUNK, help="sqjax's LM-head chunk")
     args = ap.parse_args()
     if args.quick:
         args.repeats = min(args.repeats, 2)
@@ -363,6 +377,8 @@ def main() -> None:
         "repeats": args.repeats,
         "compile_cache": cache_dir,
         "torch_threads": torch.get_num_threads(),
+        "sqjax_remat": args.remat,
+        "sqjax_logits_chunk": args.logits_chunk,
         "jax_devices": str(jax.devices()),
     }
     n, reps = (512 if args.tiny else 2048), (3 if args.quick else 5)
@@ -376,16 +392,17 @@ def main() -> None:
     profiles = {}
     cases = args.cases.split(",")
     for name in cases:
-        out[name], sq = run_case(name, hf0, ours, args.repeats)
+        out[name], sq = run_case(name, hf0, ours, args)
         if args.profile_steps > 0:
             profiles[name] = sq.profile(args.profile_steps)
             log(f"[{name}] profile {profiles[name]}")
         del sq
     peaks.append(matmul_peak(n, reps))  # the best of two: the machine is shared
     out["peak"] = {"start": peaks[0], "end": peaks[1]}
-    out["peak_gflops"] = max(p["peak_gflops"] for p in peaks)
+    best = {k: max(p[k] for p in peaks) for k in ("peak_gflops", "peak_gflops_per_cpu_s")}
+    out |= best
     for name in cases:
-        add_mfu(out[name], hf0.config, matmul_params, parse_case(name)[2], out["peak_gflops"])
+        add_mfu(out[name], hf0.config, matmul_params, parse_case(name)[2], best)
     out["profile"] = profiles
     first = args.cases.split(",")[0]
     out["ratio_vs_torch"] = out[first]["ratio"]
