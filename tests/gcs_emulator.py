@@ -1,4 +1,5 @@
-"""A real GCS JSON API for tests: `gcp-storage-emulator` on a free port of 127.0.0.1.
+"""A real GCS JSON API for tests: `gcp-storage-emulator` on a free port of 127.0.0.1 (with the
+object generations tensorstore needs, tests/gcs_emulator_server.py).
 
 `gcs_emulator` (one per test session) starts it and points every client at it through the
 environment, which subprocesses inherit: STORAGE_EMULATOR_HOST (gcsfs, google-cloud-storage)
@@ -17,10 +18,12 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 BUCKET = "sqjax-test"
+SERVER = Path(__file__).with_name("gcs_emulator_server.py")  # the emulator + GCS generations
 ENV = {
     # the hierarchical-namespace probe of gcsfs is a gRPC call the emulator does not serve
     "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT": "false",
@@ -57,8 +60,7 @@ def gcs_emulator() -> Iterator[str]:
     with tempfile.TemporaryFile("w+") as log:
         port = _free_port()
         proc = subprocess.Popen(
-            [sys.executable, "-m", "gcp_storage_emulator", "start", "--host", "127.0.0.1",
-             "--port", str(port), "--in-memory", "--default-bucket", BUCKET],
+            [sys.executable, str(SERVER), str(port), BUCKET],
             stdout=log, stderr=subprocess.STDOUT, text=True,
         )  # fmt: skip
         try:

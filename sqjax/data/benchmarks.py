@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
-from sqjax import assets
+from sqjax import assets, paths
 from sqjax.data.jsonl import read_jsonl
 from sqjax.errors import SqjaxError
 from sqjax.grading import gsm8k_gold, last_boxed_content
@@ -138,7 +137,7 @@ def tfds_gsm8k(split: str, data_dir: str | os.PathLike) -> list[dict]:
     cannot download here). TFDS stores rows in its own shuffled order, so ids follow that."""
     import tensorflow_datasets as tfds
 
-    data_dir = Path(data_dir).expanduser()
+    data_dir = paths.as_path(data_dir)  # local or gs:// (TFDS reads both)
     if not (data_dir / "gsm8k").is_dir():
         raise SqjaxError(
             f"{data_dir}: no prepared TFDS gsm8k data set (expected {data_dir}/gsm8k/)"
