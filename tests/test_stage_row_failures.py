@@ -136,3 +136,30 @@ def test_empty_upstream_warns_and_run_stops(tmp_path, caplog):
         assert "its input gen-responses has 0 rows (filter kept 0 of 5 rows" in caplog.text
     finally:
         stages.register(original)
+
+
+def test_chat_replies_skip_prompts_longer_than_the_context(monkeypatch):
+    """The judge/rewriter/solver calls of filter, difficulty, probes and qpo-rewrite sample
+    only prompts that fit; an over-long one gets empty replies (prompt_too_long), which the
+    stage's per-row rules then drop, instead of the sampler's error stopping the stage."""
+    import types
+
+    from test_stage_a_fixtures import smol_tokenizer
+
+    from sqjax.question.sampling import chat_replies
+    from sqjax.sampling import api
+
+    def fake_generate(model, tokenizer, prompts, params, **kwargs):
+        if any(len(p) + params.max_tokens > 64 for p in prompts):
+            raise SqjaxError("prompt + max_tokens exceeds max_position_embeddings")  # the engine
+        out = types.SimpleNamespace(text=" Yes ", token_ids=[1], finish_reason="stop")
+        return [types.SimpleNamespace(outputs=[out, out]) for _ in prompts]
+
+    monkeypatch.setattr(api, "generate", fake_generate)
+    model = types.SimpleNamespace(config=types.SimpleNamespace(max_position_embeddings=64))
+    replies = chat_replies(
+        model, smol_tokenizer(), None, ["Is 2+2=4?", "word " * 80, "Hi?"],
+        temperature=0.0, max_tokens=8, batch_size=4, seed=0, n=2,
+    )  # fmt: skip
+    assert [[r["text"] for r in rs] for rs in replies] == [["Yes"] * 2, ["", ""], ["Yes"] * 2]
+    assert {r["finish_reason"] for r in replies[1]} == {"prompt_too_long"}

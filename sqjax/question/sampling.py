@@ -72,7 +72,9 @@ def chat_replies(
 ) -> list[list[dict]]:
     """`n` replies per user message in the model's own chat template, after a `system` turn
     when given (None: the template's default): per message, [{"text", "finish_reason",
-    "num_tokens"}]."""
+    "num_tokens"}]. A message whose prompt + max_tokens does not fit the model's context is
+    not sampled: its replies are empty with finish reason `prompt_too_long`, so the caller's
+    per-row rules (no verdict, no answer, no rewrite) drop that row and the stage goes on."""
     from sqjax.sampling.api import generate
 
     if not messages:
@@ -87,9 +89,16 @@ def chat_replies(
         stop_token_ids=list(fmt.stop_ids),
         seed=seed % 2**32,
     )
-    done = generate(model, tokenizer, prompts, params, mesh=mesh, max_batch=batch_size)
-    return [
-        [
+    limit = model.config.max_position_embeddings
+    fits = [i for i, p in enumerate(prompts) if len(p) + max_tokens <= limit]
+    too_long = {"text": "", "finish_reason": "prompt_too_long", "num_tokens": 0}
+    replies = [[dict(too_long) for _ in range(n)] for _ in prompts]
+    if not fits:
+        return replies
+    fitting = [prompts[i] for i in fits]
+    done = generate(model, tokenizer, fitting, params, mesh=mesh, max_batch=batch_size)
+    for i, c in zip(fits, done, strict=True):
+        replies[i] = [
             {
                 "text": o.text.strip(),
                 "finish_reason": o.finish_reason,
@@ -97,5 +106,4 @@ def chat_replies(
             }
             for o in c.outputs
         ]
-        for c in done
-    ]
+    return replies
