@@ -101,7 +101,7 @@ def make_train_step(
         metrics |= {
             "loss": loss_sum * scale,
             "denominator": denom,
-            "grad_norm": optax.global_norm(grads),
+            "grad_norm": optax.tree.norm(grads),
             "lr": lr_schedule(state.step),
         }
         return TrainState(state.step + 1, params, opt_state), metrics
