@@ -9,6 +9,9 @@ from sqjax.question.rewrite_parse import parse_rewrite
 Q = "A baker sells 12 cakes a day at $15 each. How much does he earn in 7 days?"
 
 CASES = [
+    # an echoed Figure 11 heading before the problem (seen from SmolLM2-135M)
+    ("Step 4 #Finally Rewritten Problem#:\n#Problem#:\n" + Q, Q),
+    ("#Final Rewritten Problem#:\n" + Q, Q),
     # solvability prompt, as asked
     (
         "1. It is a math problem.\n2. 12 * 15 * 7 = 1260.\n3. Fine as is.\n\n### Final Question:\n"
@@ -44,6 +47,9 @@ NONE_CASES = [
     "### Final Question:\n\n",  # marker, nothing after it
     "The final question asks about cakes, 12 * 15 * 7 = 1260.",  # a phrase, not a section
     "",
+    # SmolLM2-135M's reply to Figure 11, cut off after echoing the prompt's format
+    "Step 4 #Final Rewritten Problem#:\n\n#Problem#",
+    "Step 4 #Finally Rewritten Problem#:\n#Problem#:\n",
 ]
 
 

@@ -5,8 +5,9 @@ marker. Markers are recognised at the start of a line in the markdown forms mode
 `### Final Question:`, `**Final Question:**`, `Final question:`, `Step 4 #Finally Rewritten
 Problem#:`, `4. **Finally Rewritten Problem**`, each followed by a colon or the end of the
 line. Surrounding markdown (bold, heading marks, quotes, code fences, a closing `---`) is
-stripped. A reply without a marker, or with nothing after the last one, gives None: the
-paper drops such rows.
+stripped, and so are format headings the reply echoes from Figure 11 right after the marker
+(`#Problem#:`, as small models write). A reply without a marker, or with nothing after the
+last one, gives None: the paper drops such rows.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ _MARKER = re.compile(
 _FENCE = re.compile(r"^```[\w-]*[ \t]*$", re.MULTILINE)
 _TRAILER = re.compile(r"\n[ \t]*(?:-{3,}|\*{3,}|_{3,})[ \t]*(?:\n.*)?\Z", re.DOTALL)
 _WRAPPERS = ('"', "'", "\u201c", "\u201d", "**", "*", "__", "`")
+_HEADINGS = re.compile(r"\A(?:[ \t]*#[^#\n]{1,40}#[ \t]*:?[ \t]*(?:\n|\Z))+")
 
 
 def _unwrap(text: str) -> str:
@@ -47,5 +49,6 @@ def parse_rewrite(reply: str) -> str | None:
     tail = reply[matches[-1].end() :]
     tail = _FENCE.sub("", tail)
     tail = _TRAILER.sub("", tail).strip()
+    tail = _HEADINGS.sub("", tail).strip()
     tail = _unwrap(tail)
     return tail or None
