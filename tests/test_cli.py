@@ -22,6 +22,7 @@ PIPELINE = [
     "gen-questions",
     "difficulty",
     "filter",
+    "rate-questions",
     "gen-responses",
     "reward",
     "sft",
