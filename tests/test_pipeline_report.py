@@ -15,7 +15,8 @@ def questions(ctx) -> None:
     def fn(rows, info):
         info.add_tokens(10 * len(rows))
         info.drop("not_ascii", 1)
-        return [{**r, "difficulty": r["i"] / 10} for r in rows[1:]]
+        info.fail(f"q{rows[-1]['i']}", "prompt_too_long", "prompt 9 + max_tokens 9 | 16")
+        return [{**r, "difficulty": r["i"] / 10} for r in rows[1:-1]]
 
     ctx.map_shards([{"i": i, "question": f"q{i}"} for i in range(10)], fn, 5)
     ctx.declare_row_stats("difficulty")
@@ -43,7 +44,9 @@ def run_dir(tmp_path):
 
 def test_report_sections_and_plots(run_dir):
     text = build_report(run_dir).read_text()
-    assert "| toy-q | yes | 10 | 8 | not_ascii: 2 |" in text
+    assert "| toy-q | yes | 10 | 6 | not_ascii: 2, prompt_too_long: 2 |" in text
+    assert "### toy-q: 2 failed rows" in text
+    assert "| q9 | prompt_too_long | prompt 9 + max_tokens 9 \\| 16 |" in text
     assert (run_dir / "report_files" / "rows.png").stat().st_size > 1000
     assert (run_dir / "report_files" / "toy-q-difficulty.png").stat().st_size > 1000
     assert "| sft:smol | 25.0 | 50.0 | 37.5 |" in text

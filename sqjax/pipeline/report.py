@@ -51,6 +51,7 @@ def build_report(run_dir: str | Path, examples: int = 2) -> AnyPath:
         "![rows](report_files/rows.png)",
         "",
     ]
+    lines += _failed_rows_section(manifests)
     lines += _stat_sections(run_dir, manifests, files)
     lines += _probe_section(manifests)
     lines += quality_section(manifests) + clean_ratio_section(manifests)
@@ -83,6 +84,22 @@ def _rows_table(manifests: dict[str, dict]) -> str:
             f"{m.get('rows_in', 0):,} | {m.get('rows_out', 0):,} | {drops} |"
         )
     return "\n".join(rows)
+
+
+def _failed_rows_section(manifests: dict[str, dict], shown: int = 10) -> list[str]:
+    """Rows a stage could not process (ctx.map_rows / info.fail): id, reason and detail."""
+    lines: list[str] = []
+    for name, m in manifests.items():
+        failed = m.get("failed_rows") or {}
+        if not failed.get("count"):
+            continue
+        lines += [f"### {name}: {failed['count']:,} failed rows", "", "| id | reason | detail |"]
+        lines.append("|---|---|---|")
+        for f in failed.get("first", [])[:shown]:
+            detail = str(f.get("detail", "")).replace("|", "\\|").replace("\n", " ")[:200]
+            lines.append(f"| {f.get('id')} | {f.get('reason')} | {detail} |")
+        lines.append("")
+    return (["## Failed rows", ""] + lines) if lines else []
 
 
 def _stat_sections(run_dir: AnyPath, manifests: dict[str, dict], files: AnyPath) -> list[str]:
