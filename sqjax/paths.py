@@ -19,7 +19,8 @@ overwritten whole: readers see the old or the new one. A killed run leaves at mo
 that no marker names; the rerun rewrites them with the same bytes.
 
 gcsfs caches directory listings per process, which would hide the shards other processes
-write; sqjax turns that cache off. `STORAGE_EMULATOR_HOST` (read by gcsfs) points the client
+write; sqjax turns that cache off, and makes epath use gcsfs even where TensorFlow is
+installed (EPATH_USE_TF=false unless set). `STORAGE_EMULATOR_HOST` (read by gcsfs) points the client
 at a GCS emulator; sqjax points tensorstore (Orbax's array writer) at the same endpoint
 through `TENSORSTORE_GCS_HTTP_URL` unless that is set.
 """
@@ -51,9 +52,12 @@ _URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):/")
 
 
 def _configure_gcs() -> None:
-    """No listing cache (other processes write into the same directories); tensorstore at
-    the emulator when gcsfs is."""
+    """gcsfs behind every epath (also Orbax's) even where TensorFlow is installed, whose
+    gfile backend epath would pick otherwise; no listing cache (other processes write into
+    the same directories); tensorstore at the emulator when gcsfs is."""
     import fsspec.config
+
+    os.environ.setdefault("EPATH_USE_TF", "false")
 
     fsspec.config.conf.setdefault("gcs", {})["use_listings_cache"] = False
     emulator = os.environ.get("STORAGE_EMULATOR_HOST", "")
