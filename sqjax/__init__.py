@@ -13,11 +13,13 @@ _PUBLIC = {
     "load_model": "sqjax.checkpoints.api",
     "load_tokenizer": "sqjax.checkpoints.api",
     "export_hf": "sqjax.checkpoints.api",
+    "LLM": "sqjax.sampling.llm",
     "SamplingParams": "sqjax.sampling.api",
     "Completion": "sqjax.sampling.api",
     "generate": "sqjax.sampling.api",
     "score_logprobs": "sqjax.sampling.api",
     "score_rewards": "sqjax.sampling.api",
+    "yes_probability": "sqjax.sampling.api",
     "SqjaxError": "sqjax.errors",
 }
 

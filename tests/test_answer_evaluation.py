@@ -149,20 +149,21 @@ def test_a_problem_longer_than_the_context_is_graded_not_fatal(monkeypatch):
     an unanswered (incorrect) row with finish reason prompt_too_long (issue 17 item 6)."""
     import types
 
-    from sqjax.sampling import api
-
     seen = []
 
-    def fake_generate(model, tokenizer, prompts, params, **kwargs):
+    def fake_generate(prompts, params, **kwargs):
         seen.extend(prompts)
         if any(len(p) + params.max_tokens > 64 for p in prompts):
             raise SqjaxError("prompt + max_tokens exceeds max_position_embeddings")  # as the engine
         sample = types.SimpleNamespace(text="\\boxed{5}", token_ids=[1, 2], finish_reason="stop")
         return [types.SimpleNamespace(outputs=[sample]) for _ in prompts]
 
-    monkeypatch.setattr(api, "generate", fake_generate)
-    model = types.SimpleNamespace(config=types.SimpleNamespace(max_position_embeddings=64))
-    gen = greedy_generator(model, smol_tokenizer(), max_tokens=8, batch_size=4)
+    llm = types.SimpleNamespace(  # what greedy_generator uses of an LLM handle
+        config=types.SimpleNamespace(max_position_embeddings=64),
+        tokenizer=smol_tokenizer(),
+        generate=fake_generate,
+    )
+    gen = greedy_generator(llm, max_tokens=8, batch_size=4)
     rows = [{"question": "2+3?", "gold": "5"}, {"question": "word " * 80, "gold": "5"}]
     graded = evaluate_rows(rows, gen, smol_tokenizer())
     assert [g["correct"] for g in graded] == [True, False]

@@ -84,16 +84,16 @@ models:
 
 @pytest.mark.slow
 def test_tiny_model_loads_and_samples_questions(tmp_path):
-    from sqjax.checkpoints.api import load_model, load_tokenizer
     from sqjax.question.sampling import sample_questions
+    from sqjax.sampling.llm import LLM
 
     d = tiny_model_dir(tmp_path / "m")
-    model, tok = load_model(d, dtype="float32"), load_tokenizer(d)
-    fmt = chat_format(tok)
+    llm = LLM(d, dtype="float32")
+    fmt = chat_format(llm.tokenizer)
     assert fmt.prefix.endswith("<|im_start|>user\n") and fmt.end_of_turn == "<|im_end|>"
     kw = {"temperature": 1.0, "top_p": 0.99, "max_tokens": 12, "batch_size": 4}
-    a = sample_questions(model, tok, None, 5, seed=3, **kw)
-    b = sample_questions(model, tok, None, 5, seed=3, **kw)
+    a = sample_questions(llm, 5, seed=3, **kw)
+    b = sample_questions(llm, 5, seed=3, **kw)
     assert a == b and len(a) == 5
     assert all(0 < r["num_tokens"] <= 12 for r in a)
     assert len({r["question"] for r in a}) > 1  # five samples, not one repeated

@@ -1,6 +1,5 @@
 """Scoring: completion log-probs, P("Yes") and reward scores against transformers."""
 
-import types
 
 import numpy as np
 import pytest
@@ -9,7 +8,8 @@ from helpers_hf import hf_model, sqjax_twin
 from sampling_tokenizer import char_tokenizer
 
 from sqjax.errors import SqjaxError
-from sqjax.sampling.api import reward_input_ids, score_logprobs, score_rewards, yes_probability
+from sqjax.sampling.api import score_logprobs, score_rewards, yes_probability
+from sqjax.sampling.llm import LLM
 from sqjax.sharding import make_mesh
 
 
@@ -78,7 +78,7 @@ def test_rewards_match_hf_sequence_classification(arch):
     responses = ["four.", "tom", "yes it is, in the day and in the haze."]
     got = score_rewards(ours, tok, questions, responses, batch_size=2)
     for q, r, g in zip(questions, responses, got):
-        ids = reward_input_ids(ours, tok, q, r)
+        ids = LLM(ours, tok).reward_input_ids(q, r)
         chat = tok.apply_chat_template(
             [{"role": "user", "content": q}, {"role": "assistant", "content": r}], tokenize=False
         )
@@ -90,6 +90,7 @@ def test_rewards_match_hf_sequence_classification(arch):
 
 def test_internlm2_reward_token_is_appended(lm):
     tok, _, ours = lm
-    fake = types.SimpleNamespace(config=ours.config.replace(reward_token_id=7))
-    plain = reward_input_ids(ours, tok, "q?", "a.")
-    assert reward_input_ids(fake, tok, "q?", "a.") == plain + [7]
+    llm = LLM(ours, tok)
+    plain = llm.reward_input_ids("q?", "a.")
+    llm.config = ours.config.replace(reward_token_id=7)
+    assert llm.reward_input_ids("q?", "a.") == plain + [7]

@@ -147,18 +147,20 @@ def test_chat_replies_skip_prompts_longer_than_the_context(monkeypatch):
     from test_stage_a_fixtures import smol_tokenizer
 
     from sqjax.question.sampling import chat_replies
-    from sqjax.sampling import api
 
-    def fake_generate(model, tokenizer, prompts, params, **kwargs):
+    def fake_generate(prompts, params, **kwargs):
         if any(len(p) + params.max_tokens > 64 for p in prompts):
             raise SqjaxError("prompt + max_tokens exceeds max_position_embeddings")  # the engine
         out = types.SimpleNamespace(text=" Yes ", token_ids=[1], finish_reason="stop")
         return [types.SimpleNamespace(outputs=[out, out]) for _ in prompts]
 
-    monkeypatch.setattr(api, "generate", fake_generate)
-    model = types.SimpleNamespace(config=types.SimpleNamespace(max_position_embeddings=64))
+    llm = types.SimpleNamespace(  # what chat_replies uses of an LLM handle
+        config=types.SimpleNamespace(max_position_embeddings=64),
+        tokenizer=smol_tokenizer(),
+        generate=fake_generate,
+    )
     replies = chat_replies(
-        model, smol_tokenizer(), None, ["Is 2+2=4?", "word " * 80, "Hi?"],
+        llm, ["Is 2+2=4?", "word " * 80, "Hi?"],
         temperature=0.0, max_tokens=8, batch_size=4, seed=0, n=2,
     )  # fmt: skip
     assert [[r["text"] for r in rs] for rs in replies] == [["Yes"] * 2, ["", ""], ["Yes"] * 2]

@@ -69,9 +69,21 @@ BENCH = [
 ]
 
 
-def _canned_generator(model, tokenizer, **_):
+class _FakeLLM:
+    """What the eval stage uses of an LLM handle: a tokenizer, and a name for the canned
+    generator to answer by."""
+
+    def __init__(self, name, tokenizer):
+        self.name, self.tokenizer = name, tokenizer
+
+    def with_tokenizer(self, tokenizer):
+        return _FakeLLM(self.name, tokenizer)
+
+
+def _canned_generator(llm, **_):
     """Answers by model: `tiny` right on 1+1 only, `sft:tiny` right on both; but only when the
     prompt is the one that model must get (else an empty, wrong answer)."""
+    model, tokenizer = llm.name, llm.tokenizer
     right = {"tiny": {"1+1?"}, "sft:tiny": {"1+1?", "2+2?"}}[model]
 
     def expected(text: str, q: str) -> bool:
@@ -99,7 +111,7 @@ eval: {{models: [tiny, "sft:tiny"], benchmarks: {{tiny_math: '{bench}'}}, batch_
 """
     cfg = run_config(tmp_path / "run", {"tiny": tmp_path / "unused"}, body)
     tok = smol_tokenizer()
-    monkeypatch.setattr(eval_stage, "load_entry", lambda ctx, name: (name, tok, None))
+    monkeypatch.setattr(eval_stage, "llm_for", lambda ctx, name: _FakeLLM(name, tok))
     monkeypatch.setattr(eval_stage, "greedy_generator", _canned_generator)
     with fake_stage("sft", [{"model": "tiny"}]):
         run_stage(cfg, "sft")

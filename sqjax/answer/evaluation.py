@@ -44,33 +44,23 @@ def prompt_ids(
     return [encode(fmt.chat_prompt(user_turn(q, instruction))) for q in questions]
 
 
-def greedy_generator(
-    model: Any, tokenizer: Any, *, max_tokens: int, batch_size: int, mesh: Any = None
-) -> Generate:
+def greedy_generator(llm: Any, *, max_tokens: int, batch_size: int) -> Generate:
     """A Generate function: greedy decoding with the sqjax sampler, stopping at the chat's
     special tokens (end of turn, start of a new turn) and EOS. A prompt that with `max_tokens`
     does not fit the model's context is not sampled: its output is empty (graded as no answer)
     with finish reason `prompt_too_long`, so one long problem does not stop an evaluation."""
-    from sqjax.sampling.api import SamplingParams, generate
+    from sqjax.sampling.api import SamplingParams
 
-    stops = list(chat_format(tokenizer).stop_ids)
+    stops = list(chat_format(llm.tokenizer).stop_ids)
     params = SamplingParams(temperature=0.0, max_tokens=max_tokens, stop_token_ids=stops, seed=0)
-    limit = model.config.max_position_embeddings
+    limit = llm.config.max_position_embeddings
 
     def run(prompts: list[list[int]]) -> list[tuple[str, int, str]]:
         fits = [i for i, p in enumerate(prompts) if len(p) + max_tokens <= limit]
         outputs = [("", 0, PROMPT_TOO_LONG)] * len(prompts)
         if not fits:
             return outputs
-        outs = generate(
-            model,
-            tokenizer,
-            [prompts[i] for i in fits],
-            params,
-            mesh=mesh,
-            max_batch=batch_size,
-            progress=False,
-        )
+        outs = llm.generate([prompts[i] for i in fits], params, max_batch=batch_size)
         for i, c in zip(fits, outs, strict=True):
             outputs[i] = (
                 c.outputs[0].text,
@@ -142,11 +132,11 @@ def evaluate_checkpoint(
     dtype: str = "bfloat16",
 ) -> list[dict]:
     """Loads a checkpoint and its tokenizer and evaluates `rows` (see evaluate_rows)."""
-    from sqjax.checkpoints.api import load_model, load_tokenizer
+    from sqjax.sampling.llm import LLM
 
-    model, tokenizer = load_model(path, dtype=dtype), load_tokenizer(path)
-    gen = greedy_generator(model, tokenizer, max_tokens=max_tokens, batch_size=batch_size)
-    return evaluate_rows(rows, gen, tokenizer)
+    llm = LLM(path, dtype=dtype)
+    gen = greedy_generator(llm, max_tokens=max_tokens, batch_size=batch_size)
+    return evaluate_rows(rows, gen, llm.tokenizer)
 
 
 def _accuracy(rows: Sequence[dict]) -> dict:

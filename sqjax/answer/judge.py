@@ -43,19 +43,16 @@ def judge_prompt_ids(
 
 
 def judge_scores(
-    model: Any,
-    tokenizer: Any,
+    llm: Any,
     questions: Sequence[str],
     responses: Sequence[str],
     *,
     max_response_tokens: int,
-    mesh: Any = None,
     batch_size: int = 16,
 ) -> list[float]:
-    """P("Yes") of the judge model for each (question, response) pair."""
-    from sqjax.sampling.api import yes_probability
-
+    """P("Yes") of the judge (an LLM handle) for each (question, response) pair."""
+    tok = llm.tokenizer
     prompts = [
-        judge_prompt_ids(tokenizer, q, r, max_response_tokens) for q, r in zip(questions, responses)
+        judge_prompt_ids(tok, q, r, max_response_tokens) for q, r in zip(questions, responses)
     ]
-    return yes_probability(model, tokenizer, prompts, JUDGE_WORDS, mesh=mesh, batch_size=batch_size)
+    return llm.yes_probability(prompts, JUDGE_WORDS, batch_size=batch_size)

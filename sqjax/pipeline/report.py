@@ -195,20 +195,29 @@ def _score_section(eval_manifest: dict) -> list[str]:
 
 def _cost_table(manifests: dict[str, dict]) -> str:
     rows = [
-        "| stage | device | devices | wall h | device-hours | tokens | paper A100-40G h |",
-        "|---|---|---|---|---|---|---|",
+        (
+            "| stage | device | devices | wall h | device-hours | tokens | programs compiled "
+            "(cache hits) | compile s | paper A100-40G h |"
+        ),
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    total_h = total_tok = 0.0
+    total_h = total_tok = total_c = total_s = 0.0
     for name, m in manifests.items():
         dh, tok = m.get("device_hours", 0.0), m.get("tokens", 0)
+        c = m.get("compile", {})
         total_h, total_tok = total_h + dh, total_tok + tok
+        total_c, total_s = total_c + c.get("programs", 0), total_s + c.get("seconds", 0.0)
         paper = PAPER_HOURS.get(name)
         rows.append(
             f"| {name} | {m.get('device_kind', '-')} | {m.get('device_count', 0)} | "
             f"{m.get('wall_s', 0) / 3600:.3f} | {dh:.3f} | {tok:,} | "
+            f"{c.get('programs', 0)} ({c.get('cache_hits', 0)}) | {c.get('seconds', 0.0):.1f} | "
             f"{paper if paper is not None else '-'} |"
         )
-    rows.append(f"| total | | | | {total_h:.3f} | {int(total_tok):,} | 522.9 |")
+    rows.append(
+        f"| total | | | | {total_h:.3f} | {int(total_tok):,} | {int(total_c)} | {total_s:.1f} "
+        "| 522.9 |"
+    )
     return "\n".join(rows)
 
 

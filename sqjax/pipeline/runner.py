@@ -9,7 +9,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from sqjax import paths, stages
+from sqjax import compile_budget, paths, stages
+from sqjax.compile_budget import Compiles
 from sqjax.errors import SqjaxError
 from sqjax.pipeline import manifest as mf
 from sqjax.pipeline import shards as sh
@@ -116,19 +117,21 @@ def _start_manifest(name: str, chash: str, stage_cfg: dict, inputs: dict, old: d
         "steps": old.get("steps", {}),
         "attempts": old.get("attempts", 0) + 1,
         "wall_s_before": old.get("wall_s", 0.0),
+        "compile_before": old.get("compile", Compiles().as_dict()),
         "started_at": old.get("started_at", time.strftime("%Y-%m-%dT%H:%M:%S")),
     }
 
 
 def _execute(ctx: StageContext, run) -> dict:
     t0 = last = time.monotonic()
+    compiles0 = compile_budget.totals()
 
     def save(finished: bool = False, force: bool = False) -> None:
         """Progress saves are throttled: each one reads every shard's stats file."""
         nonlocal last
         now = time.monotonic()
         if ctx.process_index == 0 and (finished or force or now - last >= SAVE_EVERY_S):
-            _account(ctx, now - t0, finished)
+            _account(ctx, now - t0, finished, compile_budget.totals() - compiles0)
             mf.write_manifest(ctx.stage_dir, ctx.manifest)
             last = now
 
@@ -165,9 +168,11 @@ def log_name(process_index: int) -> str:
     return "log.txt" if process_index == 0 else f"log.p{process_index}.txt"
 
 
-def _account(ctx: StageContext, attempt_s: float, finished: bool) -> None:
-    """Totals over every shard written so far (all attempts) plus this attempt's counters."""
+def _account(ctx: StageContext, attempt_s: float, finished: bool, compiles: Compiles) -> None:
+    """Totals over every shard written so far (all attempts) plus this attempt's counters
+    (its compilations included: programs, persistent-cache hits, seconds)."""
     m = ctx.manifest
+    m["compile"] = (Compiles(**m["compile_before"]) + compiles).as_dict()
     drops, tokens, shard_s = Counter(ctx.drops), ctx.tokens, 0.0
     failed: list[dict] = []
     for step, meta in m.get("steps", {}).items():

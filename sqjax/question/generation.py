@@ -10,10 +10,10 @@ from __future__ import annotations
 import itertools
 
 from sqjax.pipeline.context import ShardInfo, StageContext
+from sqjax.pipeline.models import llm_for
 from sqjax.pipeline.records import question_row, record_id
 from sqjax.pipeline.sections import QuestionSampling
 from sqjax.question.sampling import sample_questions
-from sqjax.stages.common import load_entry
 
 
 def work_items(generators: list[str], count: int) -> list[dict]:
@@ -23,9 +23,8 @@ def work_items(generators: list[str], count: int) -> list[dict]:
 
 def sample_from(ctx: StageContext, model_ref: str, count: int, qs: QuestionSampling, seed: int) -> list[dict]:
     """`count` questions from `model_ref`'s pre-query prefix with the sampling settings `qs`."""
-    model, tok, mesh = load_entry(ctx, model_ref)
     return sample_questions(
-        model, tok, mesh, count, temperature=qs.temperature, top_p=qs.top_p,
+        llm_for(ctx, model_ref), count, temperature=qs.temperature, top_p=qs.top_p,
         max_tokens=qs.max_tokens, batch_size=qs.batch_size, seed=seed,
     )
 

@@ -4,21 +4,18 @@
 from __future__ import annotations
 
 from sqjax.pipeline.context import StageContext
+from sqjax.pipeline.models import llm_for
 from sqjax.pipeline.sections import HttpEndpoint
 from sqjax.question.http_rewriter import ChatClient
 from sqjax.question.sampling import chat_replies
-from sqjax.stages.common import load_entry
 
 
 def ask_judge(ctx: StageContext, messages: list[str], seed: int) -> list[dict]:
     """The judge's greedy reply (a dict with `text` and `num_tokens`) to each user message,
     after filter.solvability's system turn, with its token budget and batch size."""
     cfg = ctx.config.filter.solvability
-    model, tok, mesh = load_entry(ctx, cfg.judge)
     replies = chat_replies(
-        model,
-        tok,
-        mesh,
+        llm_for(ctx, cfg.judge),
         messages,
         temperature=0.0,
         max_tokens=cfg.max_tokens,
@@ -45,11 +42,8 @@ def llm_replies(
     if isinstance(who, HttpEndpoint):
         client = ChatClient(who.url, who.model, who.api_key_env)
         return client.complete_many(messages, temperature, max_tokens, batch_size, system=system)
-    model, tok, mesh = load_entry(ctx, who)
     replies = chat_replies(
-        model,
-        tok,
-        mesh,
+        llm_for(ctx, who),
         messages,
         temperature=temperature,
         max_tokens=max_tokens,

@@ -15,12 +15,12 @@ import re
 from sqjax.data.chat import chat_format, encoder
 from sqjax.errors import SqjaxError
 from sqjax.pipeline.context import ShardInfo, StageContext
+from sqjax.pipeline.models import llm_for
 from sqjax.question import solvability as sv
 from sqjax.question.generation import sample_from
 from sqjax.question.judging import ask_judge
 from sqjax.question.math_cues import looks_like_math
 from sqjax.question.prompt_library import load_prompt
-from sqjax.stages.common import load_entry
 
 
 def _judge(ctx: StageContext, messages: list[str], seed: int) -> list[str]:
@@ -31,15 +31,13 @@ def _p_yes(ctx: StageContext, questions: list[str]) -> list[float | None]:
     """P("Yes") / (P("Yes") + P("No")) as the judge's first reply token to a direct question:
     a verdict even from a judge too small to follow the reason-then-answer format. None when
     "Yes" or "No" is not one token of the judge's tokenizer."""
-    from sqjax.sampling.api import yes_probability
-
     cfg = ctx.config.filter.solvability
-    model, tok, mesh = load_entry(ctx, cfg.judge)
-    fmt, encode = chat_format(tok, cfg.system), encoder(tok)
+    llm = llm_for(ctx, cfg.judge)
+    fmt, encode = chat_format(llm.tokenizer, cfg.system), encoder(llm.tokenizer)
     prompts = [encode(fmt.chat_prompt(sv.judge_prompt(sv.IS_MATH_DIRECT, q))) for q in questions]
     try:
-        yes = yes_probability(model, tok, prompts, ("Yes",), mesh=mesh)
-        no = yes_probability(model, tok, prompts, ("No",), mesh=mesh)
+        yes = llm.yes_probability(prompts, ("Yes",))
+        no = llm.yes_probability(prompts, ("No",))
     except SqjaxError as e:
         ctx.log.info("P(Yes) probe skipped: %s", e)
         return [None] * len(questions)

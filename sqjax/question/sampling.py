@@ -20,9 +20,7 @@ def _params(**kw: Any):
 
 
 def sample_questions(
-    model: Any,
-    tokenizer: Any,
-    mesh: Any,
+    llm: Any,
     count: int,
     *,
     temperature: float,
@@ -32,11 +30,10 @@ def sample_questions(
     seed: int,
 ) -> list[dict]:
     """`count` completions of the pre-query prefix, cut at the chat's special tokens:
-    [{"question", "finish_reason", "num_tokens"}], deterministic given `seed`."""
-    from sqjax.sampling.api import generate
-
-    fmt = chat_format(tokenizer)
-    prompt = encoder(tokenizer)(fmt.prefix)
+    [{"question", "finish_reason", "num_tokens"}], deterministic given `seed` (`llm`: a
+    sqjax.LLM handle)."""
+    fmt = chat_format(llm.tokenizer)
+    prompt = encoder(llm.tokenizer)(fmt.prefix)
     params = _params(
         n=count,
         temperature=temperature,
@@ -45,7 +42,7 @@ def sample_questions(
         stop_token_ids=list(fmt.stop_ids),
         seed=seed % 2**32,
     )
-    done = generate(model, tokenizer, [prompt], params, mesh=mesh, max_batch=batch_size)
+    done = llm.generate([prompt], params, max_batch=batch_size)
     return [
         {
             "question": o.text.strip(),
@@ -57,9 +54,7 @@ def sample_questions(
 
 
 def chat_replies(
-    model: Any,
-    tokenizer: Any,
-    mesh: Any,
+    llm: Any,
     messages: Sequence[str],
     *,
     temperature: float,
@@ -75,11 +70,9 @@ def chat_replies(
     "num_tokens"}]. A message whose prompt + max_tokens does not fit the model's context is
     not sampled: its replies are empty with finish reason `prompt_too_long`, so the caller's
     per-row rules (no verdict, no answer, no rewrite) drop that row and the stage goes on."""
-    from sqjax.sampling.api import generate
-
     if not messages:
         return []
-    fmt, encode = chat_format(tokenizer, system), encoder(tokenizer)
+    fmt, encode = chat_format(llm.tokenizer, system), encoder(llm.tokenizer)
     prompts = [encode(fmt.chat_prompt(m)) for m in messages]
     params = _params(
         n=n,
@@ -89,14 +82,14 @@ def chat_replies(
         stop_token_ids=list(fmt.stop_ids),
         seed=seed % 2**32,
     )
-    limit = model.config.max_position_embeddings
+    limit = llm.config.max_position_embeddings
     fits = [i for i, p in enumerate(prompts) if len(p) + max_tokens <= limit]
     too_long = {"text": "", "finish_reason": "prompt_too_long", "num_tokens": 0}
     replies = [[dict(too_long) for _ in range(n)] for _ in prompts]
     if not fits:
         return replies
     fitting = [prompts[i] for i in fits]
-    done = generate(model, tokenizer, fitting, params, mesh=mesh, max_batch=batch_size)
+    done = llm.generate(fitting, params, max_batch=batch_size)
     for i, c in zip(fits, done, strict=True):
         replies[i] = [
             {

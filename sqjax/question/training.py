@@ -24,6 +24,7 @@ from sqjax.data.jsonl import atomic_write_json, atomic_write_jsonl, load_jsonl
 from sqjax.errors import SqjaxError
 from sqjax.paths import AnyPath
 from sqjax.pipeline.context import StageContext
+from sqjax.pipeline.models import load_for_training  # noqa: F401 (the stages call it here)
 from sqjax.pipeline.names import confined
 
 
@@ -66,16 +67,6 @@ def is_published(ctx: StageContext, model: str) -> bool:
     return (artifact_dir(ctx, model) / "config.json").is_file()
 
 
-def load_for_training(ctx: StageContext, ref: str) -> tuple[Any, Any, str | None]:
-    """(Decoder with float32 master weights, tokenizer, compute dtype or None for float32)."""
-    from sqjax.checkpoints.api import load_model, load_tokenizer
-
-    entry = ctx.model_entry(ref)
-    model = load_model(entry.path, dtype="float32", param_dtype="float32")
-    compute = None if entry.dtype == "float32" else entry.dtype
-    return model, load_tokenizer(entry.path), compute
-
-
 def write_data(ctx: StageContext, model: str, rows: list[dict]) -> str:
     """The training rows as RUN/<stage>/train/<model>/data.jsonl; returns its path."""
     path = confined(ctx.stage_dir / "train" / model / "data.jsonl", ctx.stage_dir)
@@ -87,11 +78,11 @@ def train_and_publish(ctx: StageContext, model: str, cfg: Any, extra: dict | Non
     """Runs `sqjax.training.api.train(cfg)` and moves its HF export to the artifact dir;
     returns the summary (steps, final loss, `extra`), also saved and set as the manifest's
     `train/<model>` metric."""
-    from sqjax.stages.common import forget_models
+    from sqjax.pipeline.models import forget
     from sqjax.training.api import train
 
     target = confined(artifact_dir(ctx, model), ctx.stage_dir)  # replaced below
-    forget_models()  # free sampling copies before the trainer loads its own
+    forget()  # free sampling copies before the trainer loads its own
     result = train(cfg)
     loss = result.final_loss
     loss = loss if math.isfinite(loss) else last_logged_loss(result.metrics_path)
@@ -104,7 +95,7 @@ def train_and_publish(ctx: StageContext, model: str, cfg: Any, extra: dict | Non
         ctx.sync.announce(f"published/{model}")
     else:
         ctx.sync.wait_for(f"published/{model}", f"process 0 to write {target}")
-    forget_models()  # a cached `<stage>:<model>` from an earlier attempt is stale now
+    forget()  # a cached `<stage>:<model>` from an earlier attempt is stale now
     ctx.log.info("wrote %s (%d steps, final loss %s)", target, result.steps, loss)
     ctx.set_metric(f"train/{model}", summary)
     return summary

@@ -22,8 +22,7 @@ from collections import deque
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
-from jax.sharding import Mesh, NamedSharding
+from jax.sharding import NamedSharding
 
 from sqjax.errors import SqjaxError
 from sqjax.models import cache as cache_layout
@@ -34,7 +33,7 @@ from sqjax.sampling.filters import RowSampling
 from sqjax.sampling.params import SamplingParams
 from sqjax.sampling.stops import decode as detok
 from sqjax.sampling.stops import find_stop
-from sqjax.sharding import BATCH, SAMPLE_RULES, spec_for, state_shardings
+from sqjax.sharding import BATCH, SAMPLE_RULES, spec_for
 
 CACHE_AXES = cache_layout.AXES  # by Cache field; other slot arrays: rows only
 SPAN = 128  # decode attends the cache's first multiple of SPAN slots that holds every live row
@@ -79,27 +78,12 @@ class Sample:
 class Engine:
     """Runs requests through `slots` rows with continuous batching; see module docstring."""
 
-    def __init__(
-        self,
-        model,
-        tokenizer=None,
-        *,
-        mesh: Mesh | None = None,
-        max_batch: int = 32,
-        chunk: int = 16,
-        progress: bool = False,
-    ):
-        self.graphdef, weights = nnx.split(model)
-        # weights loaded onto a mesh (load_model uses a one-device mesh): the slots go on the
-        # same mesh, or each program would compile twice (fresh slots vs. its own outputs)
-        mesh = mesh or _mesh_of(weights)
-        self.config = model.config
-        self.dtype = model.compute_dtype
-        self.tokenizer, self.mesh, self.chunk, self.progress = tokenizer, mesh, chunk, progress
+    def __init__(self, llm, *, max_batch: int = 32, chunk: int = 16, progress: bool = False):
+        """Runs on the weights, mesh and compiled programs of `llm` (a sqjax.LLM handle)."""
+        self.llm, self.graphdef, self.weights = llm, llm.graphdef, llm.weights
+        self.config, self.dtype, self.mesh = llm.config, llm.dtype, llm.mesh
+        self.tokenizer, self.chunk, self.progress = llm.tokenizer, chunk, progress
         self.max_batch = round_up(max_batch, self._rows())
-        if mesh is not None:
-            weights = jax.device_put(weights, state_shardings(weights, mesh, SAMPLE_RULES))
-        self.weights = weights
         self.stats: dict[str, float] = {}
 
     # ----- device programs -----
@@ -115,8 +99,7 @@ class Engine:
         return jax.tree_util.tree_map_with_path(one, slots)
 
     def _programs(self, slots: S.Slots):
-        shard = self._slot_shardings(slots)
-        return _jitted(self.mesh, shard)
+        return self.llm.sampler_programs(self._slot_shardings(slots))
 
     def _init_slots(self, B: int, size: int, E: int) -> S.Slots:
         cfg = self.config
@@ -397,19 +380,11 @@ def _ctx_last(prompts, M: int):
     return ctx_M, last_M
 
 
-def _mesh_of(tree) -> Mesh | None:
-    for leaf in jax.tree.leaves(tree):
-        if isinstance(getattr(leaf, "sharding", None), NamedSharding):
-            return leaf.sharding.mesh
-    return None
-
-
 _resize = jax.jit(S.resize, static_argnames=("size",))
 
 
-@functools.cache
-def _jitted_cached(mesh, shard_leaves, treedef):
-    shard = None if shard_leaves is None else jax.tree_util.tree_unflatten(treedef, shard_leaves)
+def jit_programs(shard) -> tuple:
+    """(decode, insert, clone) jitted with the slots' shardings `shard` (None: unsharded)."""
     kw = {} if shard is None else {"out_shardings": (shard, None, None)}
     decode_fn = jax.jit(
         S.decode,
@@ -422,10 +397,3 @@ def _jitted_cached(mesh, shard_leaves, treedef):
     insert_fn = jax.jit(S.insert, static_argnums=(0,), donate_argnums=(2,), **kw)
     clone_fn = jax.jit(S.clone, static_argnames=("length",), donate_argnums=(0,), **kw)
     return decode_fn, insert_fn, clone_fn
-
-
-def _jitted(mesh, shard):
-    if shard is None:
-        return _jitted_cached(None, None, None)
-    leaves, treedef = jax.tree_util.tree_flatten(shard)
-    return _jitted_cached(mesh, tuple(leaves), treedef)

@@ -15,11 +15,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from jax.sharding import Mesh
 
 from sqjax.models.head import head_logprobs
 from sqjax.sampling.engine import bucket, pow2, round_up
-from sqjax.sharding import BATCH, SAMPLE_RULES, batch_sharding, state_shardings
+from sqjax.sharding import BATCH, batch_sharding
 
 TRACES: collections.Counter = collections.Counter()
 CHUNK = 64
@@ -55,15 +54,12 @@ def rewards(graphdef, weights, ids_BL, mask_BL):
 
 
 class Batcher:
-    """Splits a model once (weights on the mesh) and runs a scoring program over padded batches."""
+    """Runs a scoring program over padded batches on an LLM handle's weights and mesh."""
 
-    def __init__(self, model, mesh: Mesh | None = None, batch_size: int = 16):
-        self.graphdef, weights = nnx.split(model)
-        self.mesh = mesh
+    def __init__(self, llm, batch_size: int = 16):
+        self.graphdef, self.weights, self.mesh = llm.graphdef, llm.weights, llm.mesh
+        mesh = self.mesh
         self.rows = 1 if mesh is None else int(np.prod([mesh.shape[a] for a in BATCH]))
-        if mesh is not None:
-            weights = jax.device_put(weights, state_shardings(weights, mesh, SAMPLE_RULES))
-        self.weights = weights
         self.batch_size = batch_size
 
     def run(self, program, sequences: list[list[int]]) -> list[np.ndarray]:

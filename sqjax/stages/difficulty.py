@@ -19,11 +19,11 @@ import numpy as np
 from sqjax.errors import SqjaxError
 from sqjax.grading import grade
 from sqjax.pipeline.context import ShardInfo, StageContext
+from sqjax.pipeline.models import llm_for, mesh_sizes
 from sqjax.pipeline.sections import BOXED_INSTRUCTION
 from sqjax.question import difficulty as D
 from sqjax.question import training as tr
 from sqjax.question.sampling import chat_replies
-from sqjax.stages.common import load_entry, mesh_sizes
 
 NAME = "difficulty"
 DESCRIPTION = "train the fail-rate regressor used by the difficulty filter"
@@ -33,12 +33,9 @@ HELDOUT_SHARE = 0.1
 def label_shard(ctx: StageContext, rows: list[dict], info: ShardInfo) -> list[dict]:
     """Fail rates of the shard's questions from the solver's graded samples."""
     s = ctx.section
-    model, tok, mesh = load_entry(ctx, s.solver)
     prompts = [f"{r['question']}\n{BOXED_INSTRUCTION}" for r in rows]
     replies = chat_replies(
-        model,
-        tok,
-        mesh,
+        llm_for(ctx, s.solver),
         prompts,
         n=s.samples_per_question,
         temperature=s.temperature,

@@ -21,7 +21,7 @@ from sqjax.answer.evaluation import evaluate_rows, greedy_generator, summarize
 from sqjax.data.jsonl import atomic_write_json
 from sqjax.data.prompt_format import with_template
 from sqjax.pipeline.context import ShardInfo, StageContext
-from sqjax.stages.common import forget_models, load_entry
+from sqjax.pipeline.models import forget, llm_for
 
 NAME = "eval"
 DESCRIPTION = "evaluate models on math benchmarks (zero-shot CoT, greedy)"
@@ -53,17 +53,15 @@ def eval_shard(
     s, out = ctx.section, []
     for name, group in groupby(rows, key=lambda r: r["model"]):
         if loaded and loaded[-1] != name:
-            forget_models()  # one evaluated model in memory at a time
+            forget()  # one evaluated model in memory at a time
             loaded.clear()
         if not loaded:
             loaded.append(name)
-        model, tokenizer, mesh = load_entry(ctx, name)
         template, instruction = prompt_of(ctx, name)
-        tokenizer = with_template(tokenizer, template)
-        gen = greedy_generator(
-            model, tokenizer, max_tokens=s.max_tokens, batch_size=s.batch_size, mesh=mesh
-        )
-        graded = evaluate_rows(list(group), gen, tokenizer, instruction)
+        llm = llm_for(ctx, name)
+        llm = llm.with_tokenizer(with_template(llm.tokenizer, template))
+        gen = greedy_generator(llm, max_tokens=s.max_tokens, batch_size=s.batch_size)
+        graded = evaluate_rows(list(group), gen, llm.tokenizer, instruction)
         info.add_tokens(sum(r["num_tokens"] for r in graded))
         out.extend(graded)
     return out

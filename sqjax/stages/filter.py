@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections import Counter
 
 from sqjax.pipeline.context import ShardInfo, StageContext
+from sqjax.pipeline.models import llm_for
 from sqjax.pipeline.records import with_score, with_verdict
 from sqjax.pipeline.sections import LanguageFilter
 from sqjax.question import filters as F
@@ -28,7 +29,6 @@ from sqjax.question import solvability as sv
 from sqjax.question.judging import ask_judge
 from sqjax.question.language import language_reason
 from sqjax.question.prompt_library import load_prompt
-from sqjax.stages.common import load_entry
 
 NAME = "filter"
 DESCRIPTION = "language, solvability, difficulty, dedup, decontamination filters"
@@ -85,14 +85,14 @@ def _difficulty_scores(ctx: StageContext, rows: list[dict]) -> list[dict]:
     ]
     if not cfg.enabled or not todo:
         return rows
-    model, tok, mesh = load_entry(ctx, cfg.scorer)
+    scorer = llm_for(ctx, cfg.scorer)
     pred = predict(
-        model,
-        text_encoder(tok),
+        scorer.model,
+        text_encoder(scorer.tokenizer),
         [rows[i]["question"] for i in todo],
         batch_size=dcfg.batch_size,
         max_len=dcfg.max_len,
-        mesh=mesh,
+        mesh=scorer.mesh,
     )
     rows = list(rows)
     for i, p in zip(todo, pred):

@@ -18,9 +18,9 @@ from sqjax.answer.evaluation import prompt_ids
 from sqjax.data.chat import chat_format
 from sqjax.grading import extract_answer
 from sqjax.pipeline.context import ShardInfo, StageContext
+from sqjax.pipeline.models import llm_for
 from sqjax.pipeline.records import response_row
 from sqjax.pipeline.sections import GenResponsesConfig
-from sqjax.stages.common import load_entry
 
 NAME = "gen-responses"
 DESCRIPTION = "write several chain-of-thought answers per question"
@@ -62,25 +62,16 @@ def fitting(
 
 def answer_shard(ctx: StageContext, rows: list[dict], info: ShardInfo) -> list[dict]:
     """n sampled answers for each question row of one shard, as response rows."""
-    from sqjax.sampling.api import generate
-
     s = ctx.section
-    model, tokenizer, mesh = load_entry(ctx, s.solver)
+    llm = llm_for(ctx, s.solver)
+    tokenizer = llm.tokenizer
     prompts = prompt_ids(tokenizer, [r["question"] for r in rows], s.instruction)
-    keep = fitting(rows, prompts, s.max_tokens, model.config.max_position_embeddings, info)
+    keep = fitting(rows, prompts, s.max_tokens, llm.config.max_position_embeddings, info)
     if not keep:
         return []
     stops = list(chat_format(tokenizer).stop_ids)
     params = [sampling_params(s, stops, info.seed + i) for i in keep]  # seeds by position
-    completions = generate(
-        model,
-        tokenizer,
-        [prompts[i] for i in keep],
-        params,
-        mesh=mesh,
-        max_batch=s.batch_size,
-        progress=False,
-    )
+    completions = llm.generate([prompts[i] for i in keep], params, max_batch=s.batch_size)
     out = []
     for question, completion in zip([rows[i] for i in keep], completions, strict=True):
         for sample in completion.outputs:

@@ -21,8 +21,8 @@ from sqjax.answer.scoring import pair_scores
 from sqjax.answer.selection import best_index, majority_vote
 from sqjax.paths import AnyPath, as_path
 from sqjax.pipeline.context import ShardInfo, StageContext
+from sqjax.pipeline.models import llm_for
 from sqjax.pipeline.records import export_dataset, with_score, with_verdict
-from sqjax.stages.common import load_entry
 
 NAME = "reward"
 DESCRIPTION = "score responses with a reward model and keep the best per question"
@@ -55,17 +55,14 @@ def select(responses: list[dict], scores: list[float]) -> dict:
 def select_shard(ctx: StageContext, groups: list[dict], info: ShardInfo) -> list[dict]:
     """Scores every response of the shard's questions and keeps one per question."""
     s = ctx.section
-    model, tokenizer, mesh = load_entry(ctx, s.model)
     flat = [r for g in groups for r in g["responses"]]
     scores = pair_scores(
         s.mode,
-        model,
-        tokenizer,
+        llm_for(ctx, s.model),
         [r["question"] for r in flat],
         [r["response"] for r in flat],
         max_len=s.max_len,
         judge_max_tokens=s.judge_max_tokens,
-        mesh=mesh,
         batch_size=s.batch_size,
     )
     out, start = [], 0

@@ -22,10 +22,10 @@ from typing import Any
 
 from sqjax.data.prompt_format import query_text, with_template
 from sqjax.errors import SqjaxError
+from sqjax.pipeline import models
 from sqjax.pipeline.context import StageContext
 from sqjax.pipeline.sections import SftModel, micro_batches
 from sqjax.question import training as tr
-from sqjax.stages.common import load_entry
 
 NAME = "sft"
 DESCRIPTION = "fine-tune base models on the (query, response) pairs"
@@ -78,15 +78,9 @@ def check_templates(ctx: StageContext) -> None:
 
 
 def load_for_training(ctx: StageContext, ref: str) -> tuple[Any, Any, str | None]:
-    """(Decoder with float32 master weights, tokenizer, compute dtype or None for float32).
-    The tokenizer comes from the stage cache: reading a GGUF tokenizer takes tens of seconds."""
-    from sqjax.checkpoints.api import load_model
-
-    entry = ctx.model_entry(ref)
-    _, tokenizer, _ = load_entry(ctx, ref)
-    model = load_model(entry.path, dtype="float32", param_dtype="float32")
-    tokenizer = with_template(tokenizer, ctx.section.template)
-    return model, tokenizer, None if entry.dtype == "float32" else entry.dtype
+    """models.load_for_training with the tokenizer given the configured chat template."""
+    path, tokenizer, compute = models.load_for_training(ctx, ref)
+    return path, with_template(tokenizer, ctx.section.template), compute
 
 
 def train_config(
