@@ -131,13 +131,15 @@ def test_qpo_side(env):
     assert all(r["rewrite"].startswith("A shop sells") for r in rewrites)
     # each kept row's request carried the paper's prompt for the goal the row records, after
     # the authors' system message: Figure 10 for solvability, Figure 11 for difficulty
-    by_length = {len(b["messages"][-1]["content"]): b for _, _, b in server.requests}
-    assert {r["goal"] for r in rewrites} == {"solvability", "difficulty"}
+    sent = [b["messages"][-1]["content"] for _, _, b in server.requests]
+    assert {SOLVABILITY_PHRASES[0] in p for p in sent} == {True, False}  # both goals drawn
     for r in rewrites:
-        body = by_length[int(r["rewrite"].split()[3])]
+        (body,) = [
+            b for _, _, b in server.requests if r["question"] in b["messages"][-1]["content"]
+        ]
         system, user = body["messages"]
         assert system == {"role": "system", "content": PAPER_SYSTEM}
-        assert r["question"].strip() in user["content"]
+        assert len(user["content"]) == int(r["rewrite"].split()[3])  # this reply's request
         right, wrong = (SOLVABILITY_PHRASES, DIFFICULTY_PHRASES)[
             :: 1 if r["goal"] == "solvability" else -1
         ]
