@@ -74,11 +74,11 @@ def load_from_tensors(
                     f"{name}, expected {want} from the config"
                 )
             if entry.layer is None:
-                var.set_value(place(array.astype(pdtype), sharding))
+                var.set_value(place(array.astype(pdtype, copy=False), sharding))
                 continue
             if not isinstance(var.get_value(), jax.Array):  # abstract until its first layer
                 var.set_value(_zeros(var.shape, pdtype, sharding))
-            layer = place(array.astype(pdtype), _layer_sharding(sharding))
+            layer = place(array.astype(pdtype, copy=False), _layer_sharding(sharding))
             var.set_value(_set_layer(var.get_value(), layer, entry.layer))
     nnx.update(model, nnx.from_flat_state(flat))
     return model

@@ -15,6 +15,7 @@ from typing import Literal
 from sqjax import assets
 from sqjax.data.prompt_format import DART_MATH_TEMPLATE, MODEL_TEMPLATE, check_template
 from sqjax.question.prompt_library import PAPER_PROMPTS, PAPER_SYSTEM, check_prompt
+from sqjax.training.config import micro_batches  # noqa: F401 (the training stages use it)
 
 MODEL_REF = "model_ref"
 MODEL = {MODEL_REF: True}  # field metadata: the value names models
@@ -44,12 +45,6 @@ def _check_training(remat: str, accum_steps: int) -> None:
     """remat and accumulation of a training stage (sqjax.training.config.TrainConfig's)."""
     _require(remat in REMAT_MODES, f"remat={remat!r} is not one of {REMAT_MODES}")
     _require(accum_steps >= 1, f"accum_steps={accum_steps} must be >= 1")
-
-
-def micro_batches(batch_size: int, accum_steps: int) -> int:
-    """The micro-batches of a step: accum_steps, or the largest divisor of batch_size below
-    it when it does not divide (a default never makes a small batch an error)."""
-    return max(a for a in range(1, min(accum_steps, batch_size) + 1) if batch_size % a == 0)
 
 
 @dataclass(frozen=True)

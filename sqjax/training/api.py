@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import jax
@@ -10,7 +11,7 @@ from flax import nnx
 from sqjax.models.config import parse_dtype
 from sqjax.models.decoder import Decoder
 from sqjax.sharding import TRAIN_RULES, shard_model
-from sqjax.training.config import TrainConfig, TrainResult
+from sqjax.training.config import TrainConfig, TrainResult, micro_batches
 from sqjax.training.loop import mesh_for, run
 
 
@@ -44,6 +45,8 @@ def _load(cfg: TrainConfig, mesh) -> tuple[Decoder, Any]:
 def train(cfg: TrainConfig) -> TrainResult:
     """Runs (or resumes, from the latest checkpoint under cfg.output_dir) one training run."""
     mesh = mesh_for(cfg)
+    rows = mesh.shape["data"] * mesh.shape["fsdp"]
+    cfg = dataclasses.replace(cfg, accum_steps=micro_batches(cfg.batch_size, cfg.accum_steps, rows))
     model, tokenizer = _load(cfg, mesh)
     model = shard_model(with_precision(model, cfg.compute_dtype), mesh, TRAIN_RULES)
     return run(cfg, model, tokenizer, mesh)

@@ -14,6 +14,15 @@ from sqjax.errors import SqjaxError
 
 LOGITS_CHUNK = 1024  # LM-head positions at a time in training and reference passes (0: off)
 
+
+def micro_batches(batch_size: int, accum_steps: int, rows: int = 1) -> int:
+    """The micro-batches of a step: accum_steps, or the largest count below it that splits
+    batch_size into micro-batches whose rows divide over the mesh's `rows` (data x fsdp)
+    devices (a default never makes a small batch or a wide mesh an error). Accumulation
+    does not change the step's result, only its memory."""
+    ok = [a for a in range(1, min(accum_steps, batch_size) + 1) if batch_size % (a * rows) == 0]
+    return max(ok, default=1)
+
 LOSSES = ("sft", "dpo")
 DPO_VARIANTS = ("sigmoid", "ipo", "hinge")
 SFT_MODES = ("full", "completion")
