@@ -1,9 +1,15 @@
-"""A stage writing to a bucket (the GCS emulator), SIGKILLed again and again while it writes,
-then rerun: the output is byte for byte that of an uninterrupted run, with no stray objects.
+"""Runs in a bucket (the GCS emulator) SIGKILLed and rerun, as after a preemption.
 
-Object storage has no rename; the commit scheme (sqjax.paths) is one whole-object upload per
-file and the shard object written after its stats object. Each attempt here is killed right
-after the bucket shows a new shard, i.e. while the next one is being written.
+A stage killed again and again while it writes: the output is byte for byte that of an
+uninterrupted run, with no stray objects. Object storage has no rename; the commit scheme
+(sqjax.paths) is one whole-object upload per file and the shard object written after its
+stats object. Each attempt is killed right after the bucket shows a new shard, i.e. while the
+next one is being written.
+
+A training run killed after an Orbax checkpoint reached the bucket resumes from it and logs
+the uninterrupted run's losses.
+
+Run as a script (`python tests/test_gcs_resume.py OUTPUT_DIR TMP slow|fast`) it trains once.
 """
 
 from __future__ import annotations
@@ -14,7 +20,9 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from sqjax import paths
@@ -102,3 +110,61 @@ def test_sigkill_while_writing_to_the_bucket_then_rerun_is_identical(bucket_url,
     assert killed["finished"] and killed["rows_out"] == ref["rows_out"] == N_ROWS
     assert killed["output_hash"] == ref["output_hash"]
     assert killed["attempts"] == kills + 1
+
+
+def _train_subprocess(output_dir: str, tmp, slow: bool) -> subprocess.Popen:
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(Path(__file__).parent)}
+    args = [sys.executable, __file__, output_dir, str(tmp), "slow" if slow else "fast"]
+    return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)  # fmt: skip
+
+
+def _losses(metrics) -> list[float]:
+    return [json.loads(line)["loss"] for line in metrics.read_text().splitlines() if line]
+
+
+def test_training_killed_after_a_checkpoint_resumes_from_the_bucket(bucket_url, tmp_path):
+    from test_training_loop import qft_config
+
+    from sqjax.training.api import train
+
+    reference = _losses(paths.as_path(train(qft_config(tmp_path / "ref")).metrics_path))
+    assert len(reference) >= 10
+    out = paths.as_path(f"{bucket_url}/train")
+    proc = _train_subprocess(str(out), tmp_path / "killed", slow=True)
+    deadline = time.time() + 400
+    while "6" not in paths.list_names(out / "checkpoints"):  # save_every=3: the second one
+        assert proc.poll() is None and time.time() < deadline, proc.stdout.read()[-3000:]
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    resumed = _train_subprocess(str(out), tmp_path / "killed", slow=False)
+    output, _ = resumed.communicate(timeout=400)
+    assert resumed.returncode == 0, output[-3000:]
+    record = json.loads(output.strip().splitlines()[-1])
+    assert 0 < record["resumed_from"] < len(reference) and record["steps"] == len(reference)
+    again = _losses(out / "metrics.jsonl")
+    assert len(again) == len(reference)
+    diff = float(np.max(np.abs(np.asarray(again) - np.asarray(reference))))
+    print(f"resumed from step {record['resumed_from']}; max |loss diff| {diff:.2e}")
+    assert diff <= 1e-5
+
+
+def main(output_dir: str, tmp: str, mode: str) -> None:
+    """Entry point of the training subprocess (killed in slow mode: 0.4 s per step)."""
+    import jax
+    from test_training_loop import qft_config
+
+    from sqjax.training import monitor
+    from sqjax.training.api import train
+
+    jax.config.update("jax_default_matmul_precision", "highest")
+    if mode == "slow":
+        log = monitor.Monitor.log
+        monitor.Monitor.log = lambda self, *a, **k: (time.sleep(0.4), log(self, *a, **k))[1]
+    result = train(qft_config(Path(tmp), output_dir=output_dir))
+    print(json.dumps({"resumed_from": result.resumed_from, "steps": result.steps}))
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:4])
