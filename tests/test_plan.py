@@ -134,3 +134,22 @@ def test_loop_scale_counts_a_scan_body_by_its_trip_count():
     hlo = jax.jit(f).lower(w, jnp.zeros((8, 32))).compile().as_text()
     scale = loop_scale(hlo)
     assert 6 in scale.trip_counts and scale.flops == pytest.approx(6.0)
+
+
+@pytest.mark.slow
+def test_paper_qft_on_v5p_8_needs_fsdp_and_plan_finds_it():
+    """The paper config's QFT train step of Qwen2-Math-7B on v5p-8 (two 7B compiles, ~3-5 min
+    on 2 busy cores): data-parallel float32 state does not fit a 95.74 GiB chip; FSDP does."""
+    from pathlib import Path
+
+    from sqjax.pipeline.config import load_config
+
+    root = Path(__file__).resolve().parents[1]
+    cfg = load_config(
+        root / "configs" / "paper" / "scalequest.yaml", ["qft.models=[qwen2-math-instruct]"]
+    )
+    result = plan(cfg, "v5p-8", ["qft"], fix_tries=1, log=lambda _: None)
+    (train,) = result.programs
+    assert not train.figures.fits and train.figures.total_bytes > 90 * 2**30
+    assert train.fix == "mesh: {data: 1, fsdp: -1, tensor: 1}" and train.fix_figures.fits
+    assert 0 < train.fix_figures.total_bytes < train.figures.capacity_bytes

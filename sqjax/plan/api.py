@@ -211,10 +211,15 @@ def _variants(job: Job, sizes: tuple[int, int, int], n: int) -> list[tuple[str, 
 
 
 def _fix(planner: Planner, job: Job, sizes, tries: int) -> tuple[str | None, Figures | None]:
-    for text, variant, mesh in _variants(job, sizes, planner.topo.num_devices)[:tries]:
+    """The first variant that fits, compiling at most `tries` of them (a variant whose
+    arguments alone exceed HBM costs no compile and no try)."""
+    for text, variant, mesh in _variants(job, sizes, planner.topo.num_devices):
         f = planner.compile(variant, mesh)
         if f.fits:
             return text, f
+        tries -= f.compile_seconds > 0
+        if tries <= 0:
+            break
     return None, None
 
 
