@@ -78,8 +78,8 @@ def test_one_micro_batch_equals_accumulation():
     whole, sw = two_steps(mesh, accum=1)
     halves, sh = two_steps(mesh, accum=2)
     diff = max_param_diff(sw.params, sh.params)
-    print(f"accum 1 losses {[float(m['loss']) for m in whole]}, accum 2 {[float(m['loss']) for m in halves]}, "
-          f"max |dparam| {diff:.2e}")
+    losses = [[float(m["loss"]) for m in run] for run in (whole, halves)]
+    print(f"accum 1 losses {losses[0]}, accum 2 {losses[1]}, max |dparam| {diff:.2e}")
     for a, b in zip(whole, halves):
         assert abs(a["loss"] - b["loss"]) < 1e-6 and a["denominator"] == b["denominator"]
     assert diff < 1e-5  # see above

@@ -28,7 +28,9 @@ class TrainState:
     opt_state: Any
 
 
-def state_sharding(params: nnx.State, optimizer: optax.GradientTransformation, mesh: Mesh) -> TrainState:
+def state_sharding(
+    params: nnx.State, optimizer: optax.GradientTransformation, mesh: Mesh
+) -> TrainState:
     """NamedShardings of a TrainState: parameters by TRAIN_RULES (FSDP over `fsdp`, tensor
     parallel over `tensor`), optimizer moments like their parameters, the rest replicated."""
     replicated = NamedSharding(mesh, PartitionSpec())
@@ -40,7 +42,9 @@ def state_sharding(params: nnx.State, optimizer: optax.GradientTransformation, m
     return TrainState(step=replicated, params=params_s, opt_state=opt_s)
 
 
-def init_state(params: nnx.State, optimizer: optax.GradientTransformation, sharding: TrainState) -> TrainState:
+def init_state(
+    params: nnx.State, optimizer: optax.GradientTransformation, sharding: TrainState
+) -> TrainState:
     """A step-0 TrainState placed on the mesh."""
 
     def init(params):
