@@ -60,7 +60,7 @@ from sqjax.training.optimizer import make_optimizer, schedule
 from sqjax.training.sft import sft_objective
 from sqjax.training.step import batch_spec, init_state, make_train_step, state_sharding
 
-OPTIM = OptimConfig(lr=2e-5, end_lr=2e-5, warmup_steps=0)  # a constant lr: one schedule, both
+OPTIM = OptimConfig(lr=2e-5, end_lr=2e-5, warmup_steps=0)  # constant lr, as PyTorch's
 DPO = DPOConfig()  # sigmoid, beta 0.1
 TINY = {  # --tiny: the smoke test's model
     "vocab_size": 512,
@@ -97,6 +97,7 @@ def sft_batch(rows: int, length: int, vocab: int, seed: int) -> dict[str, np.nda
         n = int(rng.integers(max(2, length // 16), length + 1))
         examples.append(Example(rng.integers(3, vocab, n).astype(np.int32), np.ones(n, np.int32)))
     packed, _ = pack_examples(examples, length)
+    assert packed.tokens_BL.shape[0] >= rows, "1.2 rows' worth of examples packed into fewer rows"
     return {k: v[:rows] for k, v in row_arrays(packed, 0).items()}
 
 
