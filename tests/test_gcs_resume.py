@@ -93,6 +93,9 @@ def test_sigkill_while_writing_to_the_bucket_then_rerun_is_identical(bucket_url,
         kills += 1
         manifest = json.loads((stage / "manifest.json").read_text())
         assert not manifest["finished"]
+    print(
+        f"{kills} kills while the stage wrote; {len(_shards(stage))} of 20 shards before the rerun"
+    )
     assert kills >= 10, f"only {kills} kills landed while the stage was writing"
     assert 0 < len(_shards(stage)) < len(expected)
     _finish(_launch(config, f"{bucket_url}/killed"))
