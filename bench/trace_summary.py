@@ -4,16 +4,13 @@ compiled HLO's metadata.
 Each event of the trace names the HLO instruction it ran (`hlo_op`). The instruction's
 `op_name` says the phase: `transpose(jvp(...))` is the backward pass, `jvp(...)` the forward
 pass, anything else (optax's update, clipping, the gradient scaling) the optimizer. Its stack
-frames (file, line) say the component: the innermost sqjax frame's enclosing function, found
-by parsing that source file, maps to the LM head, attention, MLP, norms or the rest. Events
-of control-flow instructions (while, conditional, call) enclose their bodies' events and are
-left out so no time counts twice.
+frames say the component: the innermost sqjax function that names one (LM head, attention,
+MLP, norms, embedding + RoPE), else the rest. Events of control-flow instructions (while,
+conditional, call) enclose their bodies' events and are left out so no time counts twice.
 """
 
 from __future__ import annotations
 
-import ast
-import functools
 import glob
 import gzip
 import json
@@ -34,8 +31,8 @@ _COMP = re.compile(r"^(?:ENTRY )?%?([\w.\-]+) .*\{\s*$")
 
 
 def parse_hlo(text: str) -> tuple[dict, dict]:
-    """(instructions: name -> {opcode, op_name, frame, calls}, frames: id -> [(file, line)])
-    from `compiled.as_text()`, frames listed innermost first."""
+    """(instructions: name -> {opcode, op_name, frame, calls, matmul}, frames: id ->
+    [(file, function)]) from `compiled.as_text()`, frames listed innermost first."""
     sections: dict[str, dict[int, str]] = defaultdict(dict)
     instrs: dict[str, dict] = {}
     comp_ops: dict[str, set] = defaultdict(set)
@@ -69,13 +66,14 @@ def parse_hlo(text: str) -> tuple[dict, dict]:
     return instrs, _frames(sections)
 
 
-def _frames(sections: dict[str, dict[int, str]]) -> dict[int, list[tuple[str, int]]]:
+def _frames(sections: dict[str, dict[int, str]]) -> dict[int, list[tuple[str, str]]]:
     def field(text: str, key: str) -> int:
         return int(re.search(rf"{key}=(\d+)", text).group(1))
 
     files = {k: v.strip('"') for k, v in sections["FileNames"].items()}
+    functions = {k: v.strip('"') for k, v in sections["FunctionNames"].items()}
     locs = {
-        k: (files[field(v, "file_name_id")], field(v, "line"))
+        k: (files[field(v, "file_name_id")], functions[field(v, "function_name_id")])
         for k, v in sections["FileLocations"].items()
     }
     out = {}
@@ -90,37 +88,11 @@ def _frames(sections: dict[str, dict[int, str]]) -> dict[int, list[tuple[str, in
     return out
 
 
-@functools.cache
-def _functions(path: str) -> list[tuple[int, int, str]]:
-    """(first line, last line, qualified name) of every function in a source file."""
-    try:
-        with open(path) as f:
-            tree = ast.parse(f.read())
-    except (OSError, SyntaxError):
-        return []
-    out = []
-
-    def visit(node, prefix):
-        for child in ast.iter_child_nodes(node):
-            if isinstance(child, ast.ClassDef):
-                visit(child, f"{prefix}{child.name}.")
-            elif isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef):
-                out.append((child.lineno, child.end_lineno, f"{prefix}{child.name}"))
-                visit(child, f"{prefix}{child.name}.")
-
-    visit(tree, "")
-    return out
-
-
-def function_at(path: str, line: int) -> str:
-    """The innermost function (Class.method) of `path` holding `line`, or ''."""
-    spans = [(a, b, name) for a, b, name in _functions(path) if a <= line <= b]
-    return max(spans, key=lambda s: s[0])[2] if spans else ""
-
-
-def component(chain: list[tuple[str, int]]) -> str:
-    """The component of an op from its stack (innermost first): its sqjax functions."""
-    names = [function_at(f, line) for f, line in chain if f"{os.sep}sqjax{os.sep}" in f]
+def component(chain: list[tuple[str, str]]) -> str:
+    """The component of an op from its stack (innermost first): its sqjax functions, by the
+    qualified names the HLO records, not by source lines (a program from the persistent cache
+    names the files of the process that compiled it, which may have changed since)."""
+    names = [fn.replace("<locals>.", "") for f, fn in chain if f"{os.sep}sqjax{os.sep}" in f]
     for name in names:
         for label, prefixes in COMPONENTS:
             if any(name.startswith(p) for p in prefixes):
@@ -128,7 +100,7 @@ def component(chain: list[tuple[str, int]]) -> str:
     return "other"
 
 
-def phase(op_name: str, chain: list[tuple[str, int]]) -> str:
+def phase(op_name: str, chain: list[tuple[str, str]]) -> str:
     """backward (transposed), forward (differentiated, or model code such as masks and RoPE
     tables that need no derivative), else optimizer (the update, clipping, scaling)."""
     if "transpose(" in op_name:
