@@ -31,7 +31,7 @@ from common import QWEN2_55M, end_facts, log, run_facts, timed
 from sqjax import compile_cache
 from sqjax.checkpoints.convert import load_from_tensors
 from sqjax.models.hf_config import from_hf_config
-from sqjax.sampling.api import SamplingParams, generate
+from sqjax.sampling.api import LLM, SamplingParams
 
 SAMPLING = {"temperature": 0.7, "top_p": 0.95}
 
@@ -59,6 +59,7 @@ def part_a(args) -> dict:
     new = 16 if args.quick else 128
     results = {"model_parameters": params, "new_tokens": new, "prompt_tokens": 64}
     for B in batches:
+        llm = LLM(ours, max_batch=B)  # one handle per batch size, reused by every call
         prompts = rng.integers(0, 32000, (B, 64))
         for mode in ("greedy", "sampling"):
             sampled = mode == "sampling"
@@ -74,8 +75,8 @@ def part_a(args) -> dict:
             def run_hf(ids=ids, sampled=sampled):
                 return hf_generate(hf, ids, new, sampled, min_new_tokens=new)
 
-            def run_sq(prompts=prompts, sp=sp, B=B):
-                return generate(ours, None, prompts.tolist(), sp, max_batch=B, progress=False)
+            def run_sq(prompts=prompts, sp=sp, llm=llm):
+                return llm.generate(prompts.tolist(), sp)
 
             first, _ = timed(run_sq)  # compiles
             hf_t, sq_t = [], []
@@ -164,10 +165,11 @@ def part_b(args) -> dict:
         return useful
 
     stats: list[dict] = []
+    llm = LLM(ours, tok, max_batch=32)
 
     def run_sq(prompts=prompts):
-        stats.append({})
-        res = generate(ours, tok, prompts, sp, max_batch=32, progress=False, engine_stats=stats[-1])
+        res = llm.generate(prompts, sp)
+        stats.append(dict(llm.stats))
         return sum(len(o.token_ids) for c in res for o in c.outputs)
 
     # the warm-up compiles the programs most calls need (a full first call would double

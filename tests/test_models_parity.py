@@ -65,7 +65,8 @@ def test_causal_lm_logits_match_transformers_left_padded(name):
     ids_BL, mask_BL = padded_batch(LENGTHS, WIDTH, "left")
 
     ref_BLV = hf_forward(hf, ids_BL, mask_BL).logits.numpy()
-    out_BLV = np.asarray(ours(jnp.asarray(ids_BL), jnp.asarray(mask_BL)))
+    # transformers' keywords work as they do on an HF model (issue 15, item 5)
+    out_BLV = np.asarray(ours(input_ids=jnp.asarray(ids_BL), attention_mask=jnp.asarray(mask_BL)))
     diff = max_diff_real(ref_BLV, out_BLV, mask_BL)
     print(f"{name}: max |dlogit| = {diff:.2e} (logit std {ref_BLV.std():.2f})")
     assert diff <= TOL
@@ -123,3 +124,21 @@ def test_hidden_states_match_transformers_layer_by_layer():
         print(f"hidden state {i}: max |dh| = {diff:.2e} (std {r.std():.2f})")
         assert diff <= TOL, f"hidden state {i} differs by {diff}"
     assert max_diff_real(ref[-1], np.asarray(ours.hidden(ids_BL, mask_BL)), mask_BL) <= TOL
+
+
+@pytest.mark.parametrize(
+    "arch, overrides", [("LlamaForCausalLM", {}), ("MistralForCausalLM", {"sliding_window": 8})]
+)
+def test_chunked_attention_matches_transformers(arch, overrides, monkeypatch):
+    """Sequences longer than ATTN_CHUNK attend block by block (online softmax): with blocks
+    of 8 queries and keys, a 24-token batch runs the chunked path and still matches HF."""
+    from sqjax.models import decoder
+
+    monkeypatch.setattr(decoder, "ATTN_CHUNK", 8)
+    hf = hf_model(arch, **overrides)
+    ours = sqjax_twin(hf)
+    ids_BL, mask_BL = padded_batch(LENGTHS, WIDTH, "left", seed=11)
+    ref_BLV = hf_forward(hf, ids_BL, mask_BL).logits.numpy()
+    out_BLV = np.asarray(ours(jnp.asarray(ids_BL), jnp.asarray(mask_BL)))
+    assert WIDTH > decoder.ATTN_CHUNK
+    assert max_diff_real(ref_BLV, out_BLV, mask_BL) <= TOL

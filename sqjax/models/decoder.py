@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from sqjax.models.attention import chunked_gqa
 from sqjax.models.cache import (
     SLOT_AXIS,
     Cache,
@@ -21,6 +22,7 @@ from sqjax.models.config import ModelConfig, parse_dtype
 from sqjax.models.layers import RMSNorm, apply_rope, param, rope_tables
 
 NEG_INF = -0.7 * float(jnp.finfo(jnp.float32).max)
+ATTN_CHUNK = 512  # queries (and keys) per block when a call attends more than this many
 NO_WINDOW = 2**30  # the window of a full-attention layer in a model with sliding windows
 
 
@@ -101,7 +103,7 @@ class Attention(nnx.Module):
             v_BKSH = read_layer(v_LBKSH, layer, span, SLOT_AXIS["v_LBKSH"])
             mask_BLS = attention_mask(pos_BL, cache.pos_BS, window)
             new = (k_LBKHS, v_LBKSH)
-        out_BLNH = _gqa(q_BLNH, k_BKHS.astype(x_BLD.dtype), v_BKSH.astype(x_BLD.dtype), mask_BLS)
+        out_BLNH = _attend(q_BLNH, k_BKHS.astype(x_BLD.dtype), v_BKSH.astype(x_BLD.dtype), mask_BLS)
         # one [N * H, D] matrix: contracting (N, H) as two axes made XLA CPU transpose the
         # weight at every call (~2% of a decode step)
         B, L, N, H = out_BLNH.shape
@@ -110,6 +112,15 @@ class Attention(nnx.Module):
         if self.cfg.o_bias:
             out_BLD = out_BLD + self.o_bias[...].astype(x_BLD.dtype)
         return out_BLD, new
+
+
+def _attend(q_BLNH, k_BKHS, v_BKSH, mask_BLS):
+    """Attention of L queries: over more than ATTN_CHUNK queries in blocks with an online
+    softmax (sqjax.models.attention: no [B, K, G, L, S] float32 logits, which for a 7B model
+    at 4,096 tokens are 3.5 GiB per layer), else as two plain matmuls (`_gqa`)."""
+    if q_BLNH.shape[1] > ATTN_CHUNK:
+        return chunked_gqa(q_BLNH, k_BKHS, v_BKSH, mask_BLS, q_chunk=ATTN_CHUNK, k_chunk=ATTN_CHUNK)
+    return _gqa(q_BLNH, k_BKHS, v_BKSH, mask_BLS)
 
 
 def _gqa(q_BLNH, k_BKHS, v_BKSH, mask_BLS):
