@@ -16,7 +16,7 @@ from test_question_tiny import tiny_config, tiny_model_dir
 
 from sqjax.pipeline.config import parse_config
 from sqjax.pipeline.runner import run_stage
-from sqjax.question.prompt_library import PAPER_SYSTEM
+from sqjax.question.prompt_library import PAPER_PROMPTS, PAPER_SYSTEM, load_prompt
 from sqjax.question.quality import LEVELS
 
 pytestmark = pytest.mark.slow
@@ -212,18 +212,16 @@ def test_rate_questions_through_an_endpoint_judge(env):
         assert table[label]["solvable_share"] == pytest.approx(solvable)
     requests = [b for _, _, b in server.requests[before:]]
     assert len(requests) == 2 * len(rated) and all(b["model"] == "fake-4o" for b in requests)
+    sent = {b["messages"][-1]["content"] for b in requests}
+    fig12, fig13 = (
+        load_prompt(PAPER_PROMPTS["solvability-check"]),
+        load_prompt(PAPER_PROMPTS["difficulty-rating"]),
+    )
     for r in rated:  # each verdict is the judge's reply to the Figure 12 / 13 prompt
-        fig12 = [
-            b for b in requests if b["messages"][-1]["content"].endswith(r["question"].strip())
-        ]
-        fig13 = [
-            b
-            for b in requests
-            if b["messages"][-1]["content"].startswith("# Instruction")
-            and f"## User Query\n{r['question'].strip()}\n" in b["messages"][-1]["content"]
-        ]
-        assert fig12 and fig13
-        assert r["judge_solvable"] == judge_reply(fig12[0]["messages"][-1]["content"])
+        solvable, rating = fig12.fill(r["question"]), fig13.fill(r["question"])
+        assert solvable in sent and rating in sent
+        assert r["judge_solvable"] == judge_reply(solvable)
+        assert r["judge_difficulty"] == judge_reply(rating)
         assert r["difficulty"] == r["judge_difficulty"].split('"')[-2]
         assert r["solvable"] == r["judge_solvable"].splitlines()[-1].lower()
     assert table["qpo-sample (qft:tiny)"]["kind"] == "raw QFT output"
