@@ -33,7 +33,7 @@ from sqjax.sampling.filters import RowSampling
 from sqjax.sampling.params import SamplingParams
 from sqjax.sampling.stops import decode as detok
 from sqjax.sampling.stops import find_stop
-from sqjax.sharding import BATCH, SAMPLE_RULES, spec_for
+from sqjax.sharding import BATCH, SAMPLE_RULES, batch_sharding, spec_for
 
 CACHE_AXES = cache_layout.AXES  # by Cache field; other slot arrays: rows only
 SPAN = 128  # decode attends the cache's first multiple of SPAN slots that holds every live row
@@ -306,17 +306,23 @@ class Engine:
             uniq.setdefault(tuple(requests[smp.request].prompt_ids), len(uniq))
         # the rows inserted are always the B slots (unused ones dropped): only the count of
         # distinct prompts and their length bucket select an insert program
-        U = min(pow2(len(uniq)), B)
+        # distinct prompts split over the data rows: each data replica prefills its share
+        U = min(round_up(pow2(len(uniq)), self._rows()), B)
         L = bucket(max(len(k) for k in uniq) - 1)
         ids_UL = np.zeros((U, L), np.int32)
         for key, u in uniq.items():
             ids_UL[u, : len(key) - 1] = key[:-1]
         ctx_U, last_U = _ctx_last(list(uniq), U)  # dicts keep insertion order: key u is u-th
+        if self.mesh is not None:
+            ids_UL, ctx_U, last_U = (
+                jax.device_put(a, batch_sharding(self.mesh, a.ndim))
+                for a in (ids_UL, ctx_U, last_U)
+            )
         src = [uniq[tuple(requests[smp.request].prompt_ids)] for _, smp in placed]
         new = self._new_rows(placed, src, requests, B, B, slots.limits.stop_BE.shape[1])
         slots = insert_fn(self.graphdef, self.weights, slots, ids_UL, ctx_U, last_U, new)
         counts["inserts"] += 1
-        counts["prefill_tokens"] += int(sum(ctx_U[: len(uniq)]))
+        counts["prefill_tokens"] += sum(len(k) - 1 for k in uniq)
         return slots
 
     @staticmethod
@@ -331,8 +337,19 @@ class Engine:
             req = requests[smp.request]
             p = req.params
             stop_ME[m, : len(req.stop_ids)] = req.stop_ids
-            values = (s, slot, p.temperature, p.top_k, p.top_p, p.min_p, p.min_tokens,
-                      p.max_tokens, req.seed % 2**32, smp.request, smp.index)
+            values = (
+                s,
+                slot,
+                p.temperature,
+                p.top_k,
+                p.top_p,
+                p.min_p,
+                p.min_tokens,
+                p.max_tokens,
+                req.seed % 2**32,
+                smp.request,
+                smp.index,
+            )
             for key, v in zip(cols, values):
                 cols[key].append(v)
         i32 = functools.partial(np.asarray, dtype=np.int32)
