@@ -20,7 +20,7 @@ from collections import defaultdict
 
 COMPONENTS = (  # first match wins, tested on the sqjax frames from the innermost out
     ("lm_head", ("head_logprobs", "token_logprobs", "Decoder.logits")),
-    ("attention", ("Attention.", "_gqa", "attention_mask")),
+    ("attention", ("Attention.", "_gqa", "_attend", "chunked_gqa", "attention_mask")),
     ("mlp", ("MLP.",)),
     ("norm", ("RMSNorm.",)),
     ("embed_rope", ("Decoder._embed", "rope_tables", "apply_rope")),
@@ -92,6 +92,8 @@ def component(chain: list[tuple[str, str]]) -> str:
     """The component of an op from its stack (innermost first): its sqjax functions, by the
     qualified names the HLO records, not by source lines (a program from the persistent cache
     names the files of the process that compiled it, which may have changed since)."""
+    if any(f.endswith(os.path.join("sqjax", "models", "attention.py")) for f, _ in chain):
+        return "attention"  # the blockwise attention's own module
     names = [fn.replace("<locals>.", "") for f, fn in chain if f"{os.sep}sqjax{os.sep}" in f]
     for name in names:
         for label, prefixes in COMPONENTS:
