@@ -73,7 +73,7 @@ def test_remat_gives_the_same_step():
 
 
 def test_one_micro_batch_equals_accumulation():
-    # accum 1 runs the objective once, without the accumulation scan; 2 scans two halves
+    # token-normalised accumulation: two micro-batches of 4 rows step like one of 8
     mesh = make_mesh(1, 1, 1, devices=jax.devices()[:1])
     whole, sw = two_steps(mesh, accum=1)
     halves, sh = two_steps(mesh, accum=2)

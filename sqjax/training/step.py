@@ -59,12 +59,6 @@ def batch_spec(mesh: Mesh, array_ndim: int) -> NamedSharding:
 
 
 def _accumulate(loss_and_grad, params, batch):
-    if jax.tree.leaves(batch)[0].shape[0] == 1:
-        # one micro-batch: no scan, so no zeroed gradient carry to add into and no loop
-        # boundary between the backward pass and the optimizer update
-        (loss, (denom, sums)), grads = loss_and_grad(params, jax.tree.map(lambda x: x[0], batch))
-        return loss, denom, sums, grads
-
     def body(carry, micro):
         (loss, (denom, sums)), grads = loss_and_grad(params, micro)
         new = (loss, denom, sums, grads)
