@@ -19,7 +19,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-NEG_INF = -0.7 * float(jnp.finfo(jnp.float32).max)  # as sqjax.models.decoder.NEG_INF
+NEG_INF = -0.7 * float(jnp.finfo(jnp.float32).max)  # masked logits (finite: see above)
 
 
 def chunked_gqa(

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from sqjax.models.attention import chunked_gqa
+from sqjax.models.attention import NEG_INF, chunked_gqa
 from sqjax.models.cache import (
     SLOT_AXIS,
     Cache,
@@ -21,7 +21,6 @@ from sqjax.models.cache import (
 from sqjax.models.config import ModelConfig, parse_dtype
 from sqjax.models.layers import RMSNorm, apply_rope, param, rope_tables
 
-NEG_INF = -0.7 * float(jnp.finfo(jnp.float32).max)
 ATTN_CHUNK = 512  # queries (and keys) per block when a call attends more than this many
 NO_WINDOW = 2**30  # the window of a full-attention layer in a model with sliding windows
 
