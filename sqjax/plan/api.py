@@ -32,6 +32,7 @@ class ProgramPlan:
     efficiency: dict[str, float]
     fix: str | None = None  # a variant that fits, checked by compiling it
     fix_figures: Figures | None = None
+    fix_mesh: tuple[int, int, int] | None = None
 
 
 @dataclasses.dataclass
@@ -210,17 +211,18 @@ def _variants(job: Job, sizes: tuple[int, int, int], n: int) -> list[tuple[str, 
     return out
 
 
-def _fix(planner: Planner, job: Job, sizes, tries: int) -> tuple[str | None, Figures | None]:
-    """The first variant that fits, compiling at most `tries` of them (a variant whose
-    arguments alone exceed HBM costs no compile and no try)."""
+def _fix(planner: Planner, job: Job, sizes, tries: int):
+    """(config change, figures, job, mesh) of the first variant that fits, compiling at most
+    `tries` of them (a variant whose arguments alone exceed HBM costs no compile and no try),
+    or None."""
     for text, variant, mesh in _variants(job, sizes, planner.topo.num_devices):
         f = planner.compile(variant, mesh)
         if f.fits:
-            return text, f
+            return text, f, variant, mesh
         tries -= f.compile_seconds > 0
         if tries <= 0:
             break
-    return None, None
+    return None
 
 
 def plan(
@@ -246,14 +248,18 @@ def plan(
         for job in jobs(run, stage, rows):
             cfg = model_config(run, job.model)
             f = planner.compile(job, sizes)
-            eff = _efficiency(job, f, cfg, sizes, planner)
-            per_call = _seconds(job, f, eff, planner.device) if f.fits else math.nan
+            fix = _fix(planner, job, sizes, fix_tries) if not f.fits and fix_tries else None
+            # a program that fits only with a fix is estimated as fixed
+            run_job, run_f, run_sizes = (job, f, sizes) if fix is None else (fix[2], fix[1], fix[3])
+            eff = _efficiency(run_job, run_f, cfg, run_sizes, planner)
+            per_call = _seconds(run_job, run_f, eff, planner.device) if run_f.fits else math.nan
             p = ProgramPlan(job, sizes, f, per_call, per_call * job.calls / 3600, eff)
-            if not f.fits and fix_tries:
-                p.fix, p.fix_figures = _fix(planner, job, sizes, fix_tries)
-                if p.fix_figures is not None:
-                    fixed = _seconds(job, p.fix_figures, {}, planner.device)
-                    p.hours = fixed * job.calls / 3600
+            if fix is not None:
+                p.fix, p.fix_figures, p.fix_mesh = fix[0], fix[1], fix[3]
+            if "kv_bytes" in eff:  # the bandwidth bound: weights and live KV read once a step
+                live = eff["weight_bytes"] + eff["kv_bytes"] * job.mean_span / job.span
+                steps = job.calls * job.shape.chunk
+                eff["hours_at_min_bytes"] = steps * live / planner.device.hbm_bytes_s / 3600
             out.append(p)
     return PlanResult(topo, planner.device, out, versions())
 

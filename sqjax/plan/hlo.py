@@ -40,6 +40,7 @@ _BYTES = {
     "u64": 8,
 }
 _IN_PLACE = {"dynamic-update-slice", "scatter"}
+_SLICES = {"dynamic-slice", "slice", "gather"}
 _FREE = {
     "parameter",
     "get-tuple-element",
@@ -116,10 +117,26 @@ def _parse(text: str):
     return comps, consts
 
 
+def _sliced_root(body: list[tuple]) -> bool:
+    """A fused computation whose result is a slice of a parameter (through bitcasts)."""
+    if not body:
+        return False
+    ops = {name: op for name, _, op, _, _ in body}
+    root = body[-1]
+    while root[2] in ("bitcast", "reshape", "copy"):
+        arg = re.findall(r"%([\w.\-]+)", root[3])
+        match = [b for b in body if arg and b[0] == arg[0]]
+        if not match:
+            return False
+        root = match[0]
+    return root[2] in _SLICES and ops is not None
+
+
 def loop_scale(text: str) -> LoopScale:
     comps, consts = _parse(text)
     entry = comps.pop("__entry__", [(None, None)])[0][1]
     in_place = {name for name, body in comps.items() if body and body[-1][2] in _IN_PLACE}
+    slices = {name for name, body in comps.items() if _sliced_root(body)}
     mult: dict[str, float] = {}
     fused: set[str] = set()
     trips: list[int] = []
@@ -160,9 +177,12 @@ def loop_scale(text: str) -> LoopScale:
             sizes = [
                 _size(shapes[n])[1] for n in re.findall(r"%([\w.\-]+)", operands) if n in shapes
             ]
-            if op in _IN_PLACE or _CALLS_RE.get("calls", attrs) in in_place:
+            callee = _CALLS_RE.get("calls", attrs)
+            if op in _IN_PLACE or callee in in_place:
                 # an in-place update reads and writes its update, not the whole buffer
                 b = 2 * (sum(sizes) - max(sizes, default=0))
+            elif op in _SLICES or callee in slices:
+                b = 2 * _size(out)[1]  # a slice reads what it returns, not its whole operand
             else:
                 b = _size(out)[1] + sum(sizes)
             once["bytes"] += b

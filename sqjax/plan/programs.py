@@ -142,18 +142,32 @@ class SampleShape:
     dtype: str = "bfloat16"
 
 
-def _engine(cfg: ModelConfig, mesh: Mesh, s: SampleShape):
-    """An Engine around an abstract model: the same slot layout, shardings and jitted programs
-    as a real one (Engine.__init__ would place weights; here they stay abstract)."""
-    from sqjax.sampling.engine import Engine, round_up
+class _AbstractLLM:
+    """What an Engine takes of a sqjax.LLM handle, over abstract weights: an LLM would place
+    its weights on the mesh; here they stay ShapeDtypeStructs with their shardings."""
 
-    model = abstract_model(cfg, s.dtype, s.dtype)
-    engine = Engine.__new__(Engine)
-    engine.graphdef, weights = nnx.split(model)
-    engine.config, engine.dtype, engine.mesh = model.config, model.compute_dtype, mesh
-    engine.tokenizer, engine.chunk, engine.progress, engine.stats = None, s.chunk, False, {}
-    engine.max_batch = round_up(s.slots, engine._rows())
-    engine.weights = _with(weights, state_shardings(weights, mesh, SAMPLE_RULES))
+    def __init__(self, cfg: ModelConfig, mesh: Mesh, dtype: str, chunk: int):
+        from flax.nnx import split
+
+        model = abstract_model(cfg, dtype, dtype)
+        self.graphdef, weights = split(model)
+        self.weights = _with(weights, state_shardings(weights, mesh, SAMPLE_RULES))
+        self.config, self.dtype, self.mesh = model.config, model.compute_dtype, mesh
+        self.tokenizer, self.chunk = None, chunk
+
+    @staticmethod
+    def sampler_programs(shard) -> tuple:
+        from sqjax.sampling.engine import jit_programs
+
+        return jit_programs(shard)
+
+
+def _engine(cfg: ModelConfig, mesh: Mesh, s: SampleShape):
+    """An Engine on an abstract model: the engine's own slot layout, shardings and jitted
+    programs."""
+    from sqjax.sampling.engine import Engine
+
+    engine = Engine(_AbstractLLM(cfg, mesh, s.dtype, s.chunk), max_batch=s.slots, chunk=s.chunk)
     slots = jax.eval_shape(lambda: engine._init_slots(engine.max_batch, s.cache_len, s.stop_ids))
     slots = _with(slots, engine._slot_shardings(slots))
     return engine, slots
@@ -200,15 +214,9 @@ def insert(cfg: ModelConfig, mesh: Mesh, s: SampleShape):
         request_M=rep((B,), u32),
         index_M=rep((B,), u32),
     )
-    return insert_fn.lower(
-        engine.graphdef,
-        engine.weights,
-        slots,
-        rep((U, L), i32),
-        rep((U,), i32),
-        rep((U,), i32),
-        new,
-    )
+    # the engine splits the distinct prompts over the data rows
+    rows = [_sds(shape, i32, batch_sharding(mesh, len(shape))) for shape in ((U, L), (U,), (U,))]
+    return insert_fn.lower(engine.graphdef, engine.weights, slots, *rows, new)
 
 
 def score(cfg: ModelConfig, mesh: Mesh, rows: int, seq_len: int, kind: str, dtype: str):

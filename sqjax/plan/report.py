@@ -18,7 +18,8 @@ def _gib(x: float) -> str:
 
 
 def _row(p: ProgramPlan, chips: int) -> list[str]:
-    f, j = p.figures, p.job
+    """The program as it runs: with its fix when the configured one does not fit."""
+    f, j = p.fix_figures or p.figures, p.job
     hours = "-" if math.isnan(p.hours) else f"{p.hours:.2f}"
     chip_hours = "-" if math.isnan(p.hours) else f"{p.hours * chips:.1f}"
     eff = p.efficiency
@@ -33,9 +34,9 @@ def _row(p: ProgramPlan, chips: int) -> list[str]:
         j.stage,
         j.kind,
         j.model,
-        "x".join(map(str, p.mesh)),
+        "x".join(map(str, p.fix_mesh or p.mesh)),
         _gib(f.total_bytes),
-        "yes" if f.fits else "NO",
+        "yes" if p.figures.fits else "with fix" if p.fix_figures else "NO",
         f"{f.flops / 1e12:.2f}",
         f"{f.bytes_accessed / 1e9:.1f}",
         f"{f.compile_seconds:.0f}",
@@ -67,12 +68,20 @@ def stage_totals(result: PlanResult) -> dict[str, dict[str, Any]]:
     """Per stage: fits (every program), the largest GiB per device, hours and chip-hours."""
     out: dict[str, dict[str, Any]] = {}
     for p in result.programs:
-        s = out.setdefault(p.job.stage, {"fits": True, "max_gib": 0.0, "hours": 0.0})
+        s = out.setdefault(
+            p.job.stage,
+            {"fits": True, "fits_with_fixes": True, "max_gib": 0.0, "hours": 0.0, "hours_min": 0.0},
+        )
+        f = p.fix_figures or p.figures
         s["fits"] &= p.figures.fits
-        s["max_gib"] = max(s["max_gib"], p.figures.total_bytes / GIB)
-        s["hours"] += 0.0 if math.isnan(p.hours) else p.hours
+        s["fits_with_fixes"] &= f.fits
+        s["max_gib"] = max(s["max_gib"], f.total_bytes / GIB)
+        hours = 0.0 if math.isnan(p.hours) else p.hours
+        s["hours"] += hours
+        s["hours_min"] += p.efficiency.get("hours_at_min_bytes", hours)
     for s in out.values():
         s["chip_hours"] = s["hours"] * result.topology.chips
+        s["chip_hours_min"] = s["hours_min"] * result.topology.chips
     return out
 
 
@@ -179,10 +188,9 @@ def stage_table(plans: list[dict[str, Any]], paper_hours: dict[str, float]) -> l
             if s is None:
                 cells.append("-")
                 continue
-            fit = "fits" if s["fits"] else "**no**"
-            cells.append(
-                f"{fit}, {s['max_gib']:.1f} GiB, {s['hours']:.1f} h ({s['chip_hours']:.0f} chip-h)"
-            )
+            fit = "fits" if s["fits"] else "fits with fixes" if s["fits_with_fixes"] else "**no**"
+            hours = f"{s['hours_min']:.1f}-{s['hours']:.1f} h ({s['chip_hours_min']:.0f}-{s['chip_hours']:.0f} chip-h)"
+            cells.append(f"{fit}, {s['max_gib']:.1f} GiB, {hours}")
         paper = paper_hours.get(name)
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {paper if paper else '-'} |")
     return lines

@@ -66,7 +66,7 @@ def _sample(stage, model, slots, rows_multiple, prompt, max_tokens, mean_out, sa
     """Insert and decode jobs of `samples` completions, `n` per distinct prompt."""
     B = round_up(slots, rows_multiple)
     cache = bucket(prompt + max_tokens)
-    U = min(B, pow2(max(1, B // n)))
+    U = min(B, round_up(pow2(max(1, B // n)), rows_multiple))  # as Engine._insert
     s = SampleShape(B, cache, prompt, U, dtype=dtype)
     steps = samples * mean_out / B
     mean_span = min(cache, round_up(prompt + mean_out // 2 + s.chunk, SPAN))
