@@ -85,6 +85,10 @@ def stage_totals(result: PlanResult) -> dict[str, dict[str, Any]]:
     return out
 
 
+def _fit_word(s: dict[str, Any]) -> str:
+    return "fits" if s["fits"] else "fits with fixes" if s["fits_with_fixes"] else "DOES NOT FIT"
+
+
 def text(result: PlanResult) -> str:
     t, d = result.topology, result.device
     lines = [
@@ -98,7 +102,7 @@ def text(result: PlanResult) -> str:
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     for name, s in stage_totals(result).items():
         lines.append(
-            f"{name}: {'fits' if s['fits'] else 'DOES NOT FIT'}, "
+            f"{name}: {_fit_word(s)}, "
             f"max {s['max_gib']:.2f} GiB/device, {s['hours']:.1f} h, "
             f"{s['chip_hours']:.0f} chip-hours"
         )
