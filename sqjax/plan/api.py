@@ -244,7 +244,7 @@ def plan(
     )
     rows = planner.rows_multiple(sizes)
     out = []
-    for stage in stages or registry.names():
+    for stage in stages or [n for n in registry.names() if n not in run.skip_stages]:
         for job in jobs(run, stage, rows):
             cfg = model_config(run, job.model)
             f = planner.compile(job, sizes)
