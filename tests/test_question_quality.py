@@ -19,6 +19,10 @@ from sqjax.question.quality import LEVELS, difficulty_level, source_kind, summar
         ("The intent is ...\n**Difficulty:** easy", "easy"),
         ('{"difficulty": "[very easy]"}', "very easy"),
         ("'difficulty': 'hard'", "hard"),
+        # prose, as SmolLM2-135M wrote it in the demo
+        ("The difficulty level is easy.\nThe user query is to find x.", "easy"),
+        ('The difficulty level is "Very easy"\nThe user query is ...', "very easy"),
+        ("The difficulty is that the problem has no numbers.", None),
         # the template copied back, or no level: None
         ('{"difficulty": "[very easy/easy/medium/hard/very hard]"}', None),
         ("It is a hard problem.", None),

@@ -8,9 +8,11 @@ import re
 from collections.abc import Sequence
 
 LEVELS = ("very easy", "easy", "medium", "hard", "very hard")
-# "difficulty": "medium"  /  'difficulty': 'Hard'  /  **Difficulty:** very hard
+# "difficulty": "medium"  /  'difficulty': 'Hard'  /  **Difficulty:** very hard  /
+# The difficulty level is "Very easy" (prose, as small judges write it)
 _VALUE = re.compile(
-    r"""difficulty[\s*_"'`]*(?:level)?[\s*_"'`]*[:=][\s*_`]*(?:"([^"\n]*)"|'([^'\n]*)'|([^\n,}]*))""",
+    r"""difficulty[\s*_"'`]*(?:level)?[\s*_"'`]*(?:[:=]|\bis\b)[\s*_`]*"""
+    r"""(?:"([^"\n]*)"|'([^'\n]*)'|([^\n,}]*))""",
     re.IGNORECASE,
 )
 
