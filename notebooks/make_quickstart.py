@@ -68,9 +68,10 @@ print(manifest["rows_out"], "seed questions in", run_dir)"""),
     ("md", """## On a TPU runtime: the pipeline with Qwen2-Math-1.5B-Instruct
 `configs/colab.yaml` runs every stage with the paper's Qwen2-Math family at the size one chip
 trains. `sqjax plan` first compiles each stage's programs for this runtime's TPU (reading no
-weights) and stops if one does not fit: on Colab's v6e-1 everything fits; on v5e-1 (16 GB)
-sampling fits but QFT's float32 weights and Adam moments (18.5 GB) do not. On a CPU runtime this
-cell only says so (SmolLM2 and the demo config above are the CPU path)."""),
+weights) and stops if one does not fit: on Colab's v6e-1 QFT, question generation and answering
+fit (the config skips QPO and the difficulty regressor, which do not); on v5e-1 (16 GB) sampling
+fits but QFT's float32 weights and Adam moments (17.3 GiB) do not. On a CPU runtime this cell
+only says so (SmolLM2 and the demo config above are the CPU path)."""),
     ("code", """COLAB_CONFIG = os.path.join(os.environ.get("SQJAX_SRC", "sqjax"), "configs", "colab.yaml")
 if jax.default_backend() == "tpu":
     from sqjax.plan.topology import local_topology
