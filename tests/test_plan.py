@@ -73,11 +73,11 @@ def test_train_and_decode_compile_with_positive_figures(tmp_path):
 
 
 def test_oversized_batch_does_not_fit_and_a_fix_is_compiled(tmp_path):
-    # 262K-token train steps of a tiny model without remat: activations past a v5e chip's 15.75 GiB
+    # 2M-token train steps of a tiny model without remat: activations past a v5e chip's 15.75 GiB
     result = _run(
         tmp_path,
         "qft",
-        qft={"models": ["tiny"], "batch_size": 64, "seq_len": 4096, "remat": "none"},
+        qft={"models": ["tiny"], "batch_size": 512, "seq_len": 4096, "remat": "none"},
     )
     (train,) = result.programs
     assert not train.figures.fits
@@ -93,7 +93,7 @@ def test_cli_exits_nonzero_with_one_line_per_failing_program(tmp_path):
     path = tmp_path / "cfg.yaml"
     path.write_text(
         _config(
-            tmp_path, qft={"models": ["tiny"], "batch_size": 64, "seq_len": 4096, "remat": "none"}
+            tmp_path, qft={"models": ["tiny"], "batch_size": 512, "seq_len": 4096, "remat": "none"}
         )
     )
     out = tmp_path / "plan.json"
