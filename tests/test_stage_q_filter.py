@@ -86,6 +86,8 @@ filter:
   language: {language_id: true}
   solvability: {enabled: false}
   difficulty: {enabled: false}
+  dedup: {enabled: true}  # off in the paper's configs (the paper ran neither), on here
+  decontam: {enabled: true}
   shard_size: 5
 """
 
