@@ -91,10 +91,13 @@ def test_sigkill_at_random_points_then_resume_matches_uninterrupted(tmp_path):
     for trial in range(12):
         run_dir = tmp_path / f"trial{trial}"
         proc = _script(run_dir)
-        time.sleep(rng.uniform(0.2, 1.5))  # start-up takes ~0.4 s, the work ~1 s
+        manifest = run_dir / "toy" / "manifest.json"
+        deadline = time.monotonic() + 120  # start-up: ~0.4 s idle, far more on a busy machine
+        while not manifest.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0.0, 1.2))  # the work takes ~1 s from the manifest on
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        manifest = run_dir / "toy" / "manifest.json"
         if proc.returncode == -signal.SIGKILL and manifest.exists():
             killed_mid_run += not json.loads(manifest.read_text())["finished"]
         proc = _script(run_dir)
