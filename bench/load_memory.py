@@ -25,11 +25,11 @@ os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_p
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
-from compile import SMOLLM2  # noqa: E402
+from compile import SMOLLM2
 
-from sqjax.checkpoints.api import export_hf, load_model  # noqa: E402
-from sqjax.models.decoder import create_model  # noqa: E402
-from sqjax.sharding import TRAIN_RULES, make_mesh  # noqa: E402
+from sqjax.checkpoints.api import export_hf, load_model
+from sqjax.models.decoder import create_model
+from sqjax.sharding import TRAIN_RULES, make_mesh
 
 
 def peak_of(fn) -> tuple[int, float]:
