@@ -170,15 +170,7 @@ def _variants(job: Job, sizes: tuple[int, int, int], n: int) -> list[tuple[str, 
             out.append(("mesh: {data: 1, fsdp: -1, tensor: 2}", job, (1, n // 2, 2)))
     elif job.kind in ("insert", "decode"):
         s = job.shape
-        for tensor in (2, 4, 8):
-            if tensor <= n and tensor > sizes[2] and n % tensor == 0:
-                out.append(
-                    (
-                        f"mesh: {{data: -1, fsdp: 1, tensor: {tensor}}}",
-                        job,
-                        (n // tensor, 1, tensor),
-                    )
-                )
+        out += _wider_tensor(job, n, sizes)
         for div in (2, 4):
             if s.slots // div >= n:
                 shape = dataclasses.replace(s, slots=s.slots // div, unique=max(1, s.unique // div))
@@ -191,15 +183,7 @@ def _variants(job: Job, sizes: tuple[int, int, int], n: int) -> list[tuple[str, 
                 )
     elif job.kind == "score":
         rows, seq_len, kind = job.shape
-        for tensor in (2, 4, 8):
-            if tensor <= n and tensor > sizes[2] and n % tensor == 0:
-                out.append(
-                    (
-                        f"mesh: {{data: -1, fsdp: 1, tensor: {tensor}}}",
-                        job,
-                        (n // tensor, 1, tensor),
-                    )
-                )
+        out += _wider_tensor(job, n, sizes)
         if rows // 2 >= n:
             out.append(
                 (
@@ -281,3 +265,13 @@ def versions() -> dict[str, str]:
         "jax": jax.__version__,
         "libtpu": version("libtpu"),
     }
+
+
+def _wider_tensor(job, n: int, sizes: tuple[int, int, int]) -> list[tuple]:
+    """The fixes that split a sampling or scoring job's weights over more devices: each
+    tensor width in 2, 4, 8 above the current one that divides the n devices."""
+    return [
+        (f"mesh: {{data: -1, fsdp: 1, tensor: {tensor}}}", job, (n // tensor, 1, tensor))
+        for tensor in (2, 4, 8)
+        if sizes[2] < tensor <= n and n % tensor == 0
+    ]
