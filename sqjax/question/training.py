@@ -24,7 +24,6 @@ from sqjax.data.jsonl import atomic_write_json, atomic_write_jsonl, load_jsonl
 from sqjax.errors import SqjaxError
 from sqjax.paths import AnyPath
 from sqjax.pipeline.context import StageContext
-from sqjax.pipeline.models import load_for_training  # noqa: F401 (the stages call it here)
 from sqjax.pipeline.names import confined
 
 

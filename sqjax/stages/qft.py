@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqjax.pipeline.context import StageContext
+from sqjax.pipeline.models import load_for_training
 from sqjax.pipeline.sections import micro_batches
 from sqjax.question import training as tr
 from sqjax.question.probe import probe
@@ -35,7 +36,7 @@ def train_config(ctx: StageContext, model: str, data: str) -> Any:
     from sqjax.training.config import OptimConfig, TrainConfig
 
     s = ctx.section
-    policy, tokenizer, compute = tr.load_for_training(ctx, model)
+    policy, tokenizer, compute = load_for_training(ctx, model)
     return TrainConfig(
         model=policy,
         tokenizer=tokenizer,

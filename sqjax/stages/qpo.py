@@ -13,6 +13,7 @@ from typing import Any
 
 from sqjax.errors import SqjaxError
 from sqjax.pipeline.context import StageContext
+from sqjax.pipeline.models import load_for_training
 from sqjax.pipeline.sections import micro_batches
 from sqjax.question import training as tr
 from sqjax.question.probe import probe, reuse_probe
@@ -25,7 +26,7 @@ def train_config(ctx: StageContext, model: str, data: str, batch_size: int) -> A
     from sqjax.training.config import DPOConfig, OptimConfig, TrainConfig
 
     s = ctx.section
-    policy, tokenizer, compute = tr.load_for_training(ctx, f"qft:{model}")
+    policy, tokenizer, compute = load_for_training(ctx, f"qft:{model}")
     return TrainConfig(
         model=policy,
         tokenizer=tokenizer,
