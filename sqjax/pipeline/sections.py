@@ -15,7 +15,6 @@ from typing import Literal
 from sqjax import assets
 from sqjax.data.prompt_format import DART_MATH_TEMPLATE, MODEL_TEMPLATE, check_template
 from sqjax.question.prompt_library import PAPER_PROMPTS, PAPER_SYSTEM, check_prompt
-from sqjax.training.config import micro_batches  # noqa: F401 (the training stages use it)
 
 MODEL_REF = "model_ref"
 MODEL = {MODEL_REF: True}  # field metadata: the value names models

@@ -13,9 +13,9 @@ import dataclasses
 import math
 
 from sqjax.pipeline.config import RunConfig
-from sqjax.pipeline.sections import micro_batches
 from sqjax.plan.programs import SampleShape, TrainShape
 from sqjax.sampling.engine import SPAN, bucket, pow2, round_up
+from sqjax.training.config import micro_batches
 
 # assumptions (tokens are means unless named max)
 SEED_QUESTIONS = 14_973  # GSM8K train 7,473 + MATH train 7,500 (the paper's seed set)

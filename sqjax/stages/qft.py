@@ -15,9 +15,9 @@ from typing import Any
 
 from sqjax.pipeline.context import StageContext
 from sqjax.pipeline.models import load_for_training
-from sqjax.pipeline.sections import micro_batches
 from sqjax.question import training as tr
 from sqjax.question.probe import probe
+from sqjax.training.config import micro_batches
 
 NAME = "qft"
 DESCRIPTION = "question fine-tuning: teach each solver to write questions"

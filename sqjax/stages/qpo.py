@@ -14,9 +14,9 @@ from typing import Any
 from sqjax.errors import SqjaxError
 from sqjax.pipeline.context import StageContext
 from sqjax.pipeline.models import load_for_training
-from sqjax.pipeline.sections import micro_batches
 from sqjax.question import training as tr
 from sqjax.question.probe import probe, reuse_probe
+from sqjax.training.config import micro_batches
 
 NAME = "qpo"
 DESCRIPTION = "question preference optimization (DPO) of each QFT model"

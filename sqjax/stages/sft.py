@@ -24,8 +24,9 @@ from sqjax.data.prompt_format import query_text, with_template
 from sqjax.errors import SqjaxError
 from sqjax.pipeline import models
 from sqjax.pipeline.context import StageContext
-from sqjax.pipeline.sections import SftModel, micro_batches
+from sqjax.pipeline.sections import SftModel
 from sqjax.question import training as tr
+from sqjax.training.config import micro_batches
 
 NAME = "sft"
 DESCRIPTION = "fine-tune base models on the (query, response) pairs"
