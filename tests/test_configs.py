@@ -73,6 +73,9 @@ def _assert_paper_switches(cfg: RunConfig) -> None:
     f = cfg.filter
     assert (f.language.enabled, f.solvability.enabled, f.difficulty.enabled) == (True,) * 3
     assert (f.dedup.enabled, f.decontam.enabled, f.language.language_id) == (False,) * 3
+    # Table 6: the final data's 13-gram clean ratio against each test set, measured only
+    measure = cfg.reward.clean_ratio
+    assert (measure.enabled, measure.ngram, measure.fields) == (True, 13, ["query"])
     assert (cfg.qpo_pairs.drop_identical, cfg.qpo_pairs.ascii_only) == (False, False)
     assert f.solvability.prompt == cfg.rate_questions.solvability_prompt
     assert f.solvability.prompt == "paper-fig12-solvability-check"

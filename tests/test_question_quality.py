@@ -1,5 +1,5 @@
 """The question-quality measurement's pure parts: the difficulty level read from Figure 13
-replies, the per-source summary, and the clean ratio (Table 6) of the filter stage."""
+replies, the per-source summary, and the clean ratio (Table 6) and its report table."""
 
 from __future__ import annotations
 
@@ -69,9 +69,22 @@ def test_clean_ratio_per_eval_set(tmp_path):
     ]
     bench = {"a": str(tmp_path / "a.jsonl"), "b": str(tmp_path / "b.jsonl")}
     got = clean_ratios(rows, bench, 13)
+    a_gram = "a train leaves the station at nine and travels sixty miles per hour"
     assert got == {
-        "a": {"eval_questions": 1, "contaminated": 1, "clean_ratio": 0.75},
-        "b": {"eval_questions": 1, "contaminated": 1, "clean_ratio": 0.75},
+        "a": {
+            "eval_questions": 1,
+            "contaminated": 1,
+            "clean_ratio": 0.75,
+            "matches": [{"id": "1", "field": "question", "eval_id": "a-00001", "ngram": a_gram}],
+        },
+        "b": {
+            "eval_questions": 1,
+            "contaminated": 1,
+            "clean_ratio": 0.75,
+            "matches": [
+                {"id": "2", "field": "question", "eval_id": "b-00001", "ngram": "what is 1 1"}
+            ],
+        },
     }
 
 
@@ -114,4 +127,12 @@ def test_report_sections():
     assert row in quality
     clean = "\n".join(clean_ratio_section(manifests))
     assert "| gsm8k | 1,319 | 1 | 97.5 |" in clean and "measured, did not filter" in clean
+    assert "The filter stage's kept questions (40 rows" in clean and "final data" not in clean
+    final = {"ngram": 13, "rows": 9, "fields": ["query"], "filtered": True, "benchmarks": {}}
+    final["benchmarks"]["math"] = {"eval_questions": 5000, "contaminated": 3, "clean_ratio": 2 / 3}
+    manifests["reward"] = {"metrics": {"clean_ratio": final}}
+    clean = "\n".join(clean_ratio_section(manifests))
+    assert clean.index("The final data set") < clean.index("The filter stage's kept questions")
+    assert "(9 rows; 13-gram overlap of query; decontamination filtered the questions)" in clean
+    assert "| math | 5,000 | 3 | 66.7 |" in clean
     assert quality_section({}) == [] and clean_ratio_section({}) == []

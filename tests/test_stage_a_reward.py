@@ -9,12 +9,14 @@ import numpy as np
 import pytest
 import torch
 from test_stage_a_fixtures import (
+    QUESTIONS,
     fake_stage,
     question_rows,
     read_rows,
     run_config,
     save_tiny,
     smol_tokenizer,
+    write_jsonl,
 )
 
 from sqjax.pipeline.records import response_row
@@ -83,3 +85,71 @@ def test_reward_model_scores_match_hf_and_best_is_argmax(tmp_path):
     assert ds["score_reward"] == pytest.approx([r["scores"]["reward"] for r in kept])
     assert ds["score_agreement"] == pytest.approx([2 / 3, 2 / 3, 2 / 3])  # the long one counts
     assert set(ds["verdict_majority"]) <= {"yes", "no"}
+
+
+LONG = "a train leaves the station at nine and travels sixty miles per hour for three hours"
+QUOTES = f"{LONG}, so \\boxed{{180}}"
+
+
+def _clean_ratio_run(tmp_path, name, questions, answers, monkeypatch, fields="[query]") -> dict:
+    """The reward stage (model stubbed: the first answer of each question scores highest) on
+    `questions` x `answers`, against two one-question eval sets; returns its manifest."""
+    from sqjax.stages import reward
+
+    monkeypatch.setattr(reward, "llm_for", lambda ctx, model: None)
+    scores = lambda mode, llm, qs, rs, **kw: [-float(i % len(answers)) for i in range(len(qs))]
+    monkeypatch.setattr(reward, "pair_scores", scores)
+    a = write_jsonl(tmp_path / "a.jsonl", [{"question": LONG}])
+    b = write_jsonl(tmp_path / "b.jsonl", [{"problem": "What is 1+1?"}])
+    responses = [
+        response_row(q, text, "solver", i)
+        for q in question_rows(questions)
+        for i, text in enumerate(answers)
+    ]
+    body = (
+        f"reward: {{model: rm, mode: judge, clean_ratio: {{fields: {fields}}}}}\n"
+        f"eval: {{benchmarks: {{a: '{a}', b: '{b}'}}}}\n"
+    )
+    cfg = run_config(tmp_path / name, {"rm": tmp_path / "rm"}, body)
+    with fake_stage("gen-responses", responses):
+        run_stage(cfg, "gen-responses")
+        return run_stage(cfg, "reward")
+
+
+def test_final_data_clean_ratio_drops_for_a_planted_eval_question(tmp_path, monkeypatch):
+    """Table 6 is measured on the final data: one planted row quoting an eval question lowers
+    the clean ratio of that eval set only, in the manifest and in the report's table."""
+    from sqjax.pipeline.report import build_report
+
+    answers = ["\\boxed{5}", QUOTES]  # the losing answer is not in the final data
+    clean = _clean_ratio_run(tmp_path, "clean", QUESTIONS, answers, monkeypatch)
+    per = clean["metrics"]["clean_ratio"]["benchmarks"]
+    assert [per[k]["clean_ratio"] for k in "ab"] == [1.0, 1.0]
+    planted = [*QUESTIONS, f"Q: {LONG}. How far does it go?"]
+    got = _clean_ratio_run(tmp_path, "planted", planted, answers, monkeypatch)
+    got = got["metrics"]["clean_ratio"]
+    assert got["rows"] == 4 and got["fields"] == ["query"] and got["filtered"] is False
+    assert got["benchmarks"]["a"]["contaminated"] == 1
+    assert got["benchmarks"]["a"]["clean_ratio"] == 0.75
+    assert got["benchmarks"]["a"]["matches"][0]["eval_id"] == "a-00001"
+    assert got["benchmarks"]["b"]["clean_ratio"] == 1.0
+    report = build_report(tmp_path / "planted").read_text()
+    assert "The final data set, RUN/reward/dataset.jsonl (4 rows" in report
+    assert "| a | 1 | 1 | 75.0 |" in report and "| b | 1 | 0 | 100.0 |" in report
+
+
+@pytest.mark.parametrize(
+    "answers, fields, contaminated",
+    [
+        ([QUOTES, "\\boxed{5}"], "[query]", 0),
+        ([QUOTES, "\\boxed{5}"], "[query, response]", 3),
+        (["\\boxed{5}", QUOTES], "[query, response]", 0),
+    ],
+)
+def test_final_data_clean_ratio_reads_kept_responses_when_asked(
+    tmp_path, monkeypatch, answers, fields, contaminated
+):
+    """A kept response quoting an eval question counts only when `response` is measured; a
+    response the reward stage did not keep never counts."""
+    got = _clean_ratio_run(tmp_path, "r", QUESTIONS, answers, monkeypatch, fields)
+    assert got["metrics"]["clean_ratio"]["benchmarks"]["a"]["contaminated"] == contaminated

@@ -1,7 +1,8 @@
 """Report sections for the paper's data-quality measurements: the question-quality table
 (Figures 4, 5, 9: solvable ratio and difficulty distribution per source, from the
-rate-questions stage) and the clean ratio against each evaluation set (Table 6, from the
-filter stage, measured whether or not decontamination filtered)."""
+rate-questions stage) and the clean ratio against each evaluation set (Table 6: of the final
+data set, from the reward stage, and of the filter stage's questions; measured whether or not
+decontamination filtered)."""
 
 from __future__ import annotations
 
@@ -44,27 +45,39 @@ def quality_section(manifests: dict[str, dict]) -> list[str]:
     return lines + [""]
 
 
-def clean_ratio_section(manifests: dict[str, dict]) -> list[str]:
-    """The filter stage's clean ratio per evaluation set; [] when not measured."""
-    metric = manifests.get("filter", {}).get("metrics", {}).get("clean_ratio", {})
-    per = metric.get("benchmarks", {})
-    if not per:
-        return []
+def _clean_table(metric: dict, what: str) -> list[str]:
     lines = [
-        "## Clean ratio against each evaluation set (shape of the paper's Table 6, %)",
-        "",
         (
-            f"{metric.get('ngram', 13)}-gram overlap of the filter stage's output questions "
-            f"({metric.get('rows', 0):,} rows; decontamination "
-            f"{'filtered them' if metric.get('filtered') else 'measured, did not filter'})."
+            f"{what} ({metric.get('rows', 0):,} rows; {metric.get('ngram', 13)}-gram overlap of "
+            f"{', '.join(metric.get('fields', ['question']))}; decontamination "
+            f"{'filtered the questions' if metric.get('filtered') else 'measured, did not filter'})."
         ),
         "",
         "| eval set | eval questions | contaminated rows | clean ratio |",
         "|---|---|---|---|",
     ]
-    for name, b in per.items():
+    for name, b in metric.get("benchmarks", {}).items():
         lines.append(
             f"| {name} | {b.get('eval_questions', 0):,} | {b.get('contaminated', 0):,} | "
             f"{_pct(b.get('clean_ratio'))} |"
         )
     return lines + [""]
+
+
+CLEAN_RATIO_SOURCES = (
+    ("reward", "The final data set, RUN/reward/dataset.jsonl"),
+    ("filter", "The filter stage's kept questions"),
+)
+
+
+def clean_ratio_section(manifests: dict[str, dict]) -> list[str]:
+    """The clean ratio per evaluation set of the final data set (the reward stage's, the
+    paper's Table 6) and of the filter stage's kept questions; [] when neither measured."""
+    tables = []
+    for stage, what in CLEAN_RATIO_SOURCES:
+        metric = manifests.get(stage, {}).get("metrics", {}).get("clean_ratio", {})
+        if metric.get("benchmarks"):
+            tables += _clean_table(metric, what)
+    if not tables:
+        return []
+    return ["## Clean ratio against each evaluation set (the paper's Table 6, %)", ""] + tables

@@ -299,7 +299,8 @@ class DedupFilter:
 class DecontamFilter:
     """Drop questions sharing an n-gram with an evaluation set (benchmarks = eval.benchmarks).
     The paper did not filter (off; on in plus.yaml) but measured the clean ratio (Table 6),
-    which the filter stage records whether or not it filters."""
+    which the reward stage measures on the final data (reward.clean_ratio) and the filter
+    stage on its kept questions, whether or not this filters."""
 
     enabled: bool = False
     ngram: int = 13
@@ -374,9 +375,31 @@ class GenResponsesConfig:
         _check_positive(n=self.n, shard_size=self.shard_size, batch_size=self.batch_size)
 
 
+DATASET_FIELDS = ("query", "response")
+
+
+@dataclass(frozen=True)
+class CleanRatioMeasure:
+    """The paper's Table 6 on the final data set (RUN/reward/dataset.jsonl): per evaluation
+    set of eval.benchmarks, the share of rows whose `fields` share no word n-gram with any of
+    its questions. A measurement only: it never drops a row (filter.decontam does that).
+    The paper checked 13-gram overlap with the test sets' questions; `fields` defaults to the
+    rows' questions (`query`), add `response` to check the answers too."""
+
+    enabled: bool = True
+    ngram: int = 13
+    fields: list[str] = field(default_factory=lambda: ["query"])
+
+    def __post_init__(self) -> None:
+        _check_positive(ngram=self.ngram)
+        bad = [f for f in self.fields if f not in DATASET_FIELDS]
+        _require(bool(self.fields) and not bad, f"fields={self.fields}: pick from {DATASET_FIELDS}")
+
+
 @dataclass(frozen=True)
 class RewardConfig:
-    """Stage reward: score every (question, response) and keep the best per question."""
+    """Stage reward: score every (question, response) and keep the best per question; then
+    measure the final data set's clean ratio against each evaluation set (Table 6)."""
 
     model: str = field(default="", metadata=MODEL)
     mode: Literal["reward_model", "judge"] = "reward_model"
@@ -384,6 +407,7 @@ class RewardConfig:
     judge_max_tokens: int = 1024  # mode=judge only
     batch_size: int = 64
     shard_size: int = 2_000
+    clean_ratio: CleanRatioMeasure = field(default_factory=CleanRatioMeasure)
 
     def __post_init__(self) -> None:
         _check_positive(max_len=self.max_len, batch_size=self.batch_size)

@@ -112,16 +112,37 @@ def decontam(rows: Sequence[dict], index: EvalIndex) -> tuple[list[dict], list[d
     return kept, dropped
 
 
-def clean_ratios(rows: Sequence[dict], benchmarks: Mapping[str, str], n: int) -> dict[str, dict]:
-    """Per evaluation set, the rows sharing no word n-gram with any of its questions (the
-    paper's Table 6): {name: {eval_questions, contaminated, clean_ratio}}."""
+MAX_MATCHES = 20  # contaminated rows listed per evaluation set in a clean-ratio metric
+
+
+def _first_match(row: dict, fields: Sequence[str], index: EvalIndex) -> dict | None:
+    """Where `row` first overlaps the index: {id, field, eval_id, ngram}, or None."""
+    for f in fields:
+        if f not in row:
+            raise SqjaxError(f"row {row.get('id', '?')!r} has no field {f!r}; has {sorted(row)}")
+        found = index.match(str(row[f]))
+        if found is not None:
+            return {"id": row.get("id"), "field": f, "eval_id": found[0], "ngram": found[1]}
+    return None
+
+
+def clean_ratios(
+    rows: Sequence[dict],
+    benchmarks: Mapping[str, str],
+    n: int,
+    fields: Sequence[str] = ("question",),
+) -> dict[str, dict]:
+    """Per evaluation set, the share of rows none of whose `fields` shares a word n-gram with
+    any of its questions (the paper's Table 6): {name: {eval_questions, contaminated,
+    clean_ratio, matches}}, `matches` being the first MAX_MATCHES contaminated rows."""
     out = {}
     for name, path in benchmarks.items():
         index, sizes = eval_index({name: path}, n)
-        hit = sum(index.match(r["question"]) is not None for r in rows)
+        hits = [m for m in (_first_match(r, fields, index) for r in rows) if m is not None]
         out[name] = {
             "eval_questions": sizes[name],
-            "contaminated": hit,
-            "clean_ratio": 1.0 - hit / len(rows) if rows else 1.0,
+            "contaminated": len(hits),
+            "clean_ratio": 1.0 - len(hits) / len(rows) if rows else 1.0,
+            "matches": hits[:MAX_MATCHES],
         }
     return out

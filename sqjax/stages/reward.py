@@ -9,7 +9,8 @@ question's final answers: `scores.agreement` (share of responses in the majority
 
 Output: the selected rows; the final data set (`query`, `response`, provenance columns) is
 also written to RUN/reward/dataset.jsonl, loadable with
-`datasets.load_dataset("json", data_files=...)`.
+`datasets.load_dataset("json", data_files=...)`. Its clean ratio against each evaluation set
+(the paper's Table 6; settings `clean_ratio`) is measured on that file (metric `clean_ratio`).
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ from pathlib import Path
 
 from sqjax.answer.scoring import pair_scores
 from sqjax.answer.selection import best_index, majority_vote
+from sqjax.data.jsonl import read_jsonl
 from sqjax.paths import AnyPath, as_path
 from sqjax.pipeline.context import ShardInfo, StageContext
 from sqjax.pipeline.models import llm_for
 from sqjax.pipeline.records import export_dataset, with_score, with_verdict
+from sqjax.question.filters import clean_ratios
 
 NAME = "reward"
 DESCRIPTION = "score responses with a reward model and keep the best per question"
@@ -80,6 +83,20 @@ def select_shard(ctx: StageContext, groups: list[dict], info: ShardInfo) -> list
     return out
 
 
+def measure_clean_ratio(ctx: StageContext, path: AnyPath) -> None:
+    """The paper's Table 6 on the written data set: clean ratio per evaluation set."""
+    m = ctx.section.clean_ratio
+    if not m.enabled:
+        ctx.log.info("clean ratio of %s not measured (reward.clean_ratio.enabled: false)", path)
+        return
+    rows = list(read_jsonl(path, required=m.fields))
+    per = clean_ratios(rows, ctx.config.eval.benchmarks, m.ngram, m.fields)
+    decontam = ctx.config.filter.decontam.enabled
+    metric = {"data": str(path), "rows": len(rows), "ngram": m.ngram, "fields": list(m.fields)}
+    ctx.set_metric("clean_ratio", {**metric, "filtered": decontam, "benchmarks": per})
+    ctx.log.info("clean ratio: %s", {k: round(v["clean_ratio"], 4) for k, v in per.items()})
+
+
 def run(ctx: StageContext) -> None:
     groups = group_by_question(ctx.read_stage("gen-responses"))
     ctx.log.info(
@@ -92,4 +109,5 @@ def run(ctx: StageContext) -> None:
     n = export_dataset(out, path)
     ctx.log.info("wrote %d (query, response) rows to %s", n, path)
     ctx.set_metric("dataset", {"path": str(path), "rows": n})
+    measure_clean_ratio(ctx, path)
     ctx.declare_row_stats("scores.reward", "scores.agreement")
