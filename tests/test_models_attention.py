@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sqjax.models.attention import chunked_gqa
+from sqjax.models.attention import _Blocks, chunked_gqa
 from sqjax.models.cache import attention_mask
 from sqjax.models.decoder import _gqa
 
@@ -59,20 +59,45 @@ def test_chunked_against_a_cache_longer_than_the_queries():
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-5)
 
 
-def test_chunked_gradients_equal_gqa():
+@pytest.mark.parametrize("kind", ["causal", "packed", "window", "padding"])
+@pytest.mark.parametrize("chunks", [(16, 8), (8, 16), (64, 64)])
+def test_chunked_gradients_equal_gqa(kind, chunks):
+    """The custom backward (probabilities recomputed per block, hidden blocks skipped, rows
+    that see no key apart) against jax.grad of `_gqa`, with the trainer's masks."""
     q, k, v = _inputs(2)
-    pos, seg = _positions("packed")
-    mask = attention_mask(pos, pos, None, seg, seg)
+    pos, seg = _positions(kind)
+    mask = attention_mask(pos, pos, 5 if kind == "window" else None, seg, seg)
     w = jnp.asarray(np.random.default_rng(3).normal(size=(B, L, N, H)), jnp.float32)
 
     def loss(fn):
         return lambda q, k, v: jnp.sum(fn(q, k, v, mask) * w)
 
     want = jax.grad(loss(_gqa), argnums=(0, 1, 2))(q, k, v)
-    chunked = loss(lambda *a: chunked_gqa(*a, q_chunk=16, k_chunk=8))
-    got = jax.grad(chunked, argnums=(0, 1, 2))(q, k, v)
-    for g, w_ in zip(got, want):
-        np.testing.assert_allclose(np.asarray(g), np.asarray(w_), rtol=1e-4, atol=1e-5)
+    chunked = loss(lambda *a: chunked_gqa(*a, q_chunk=chunks[0], k_chunk=chunks[1]))
+    got = jax.jit(jax.grad(chunked, argnums=(0, 1, 2)))(q, k, v)
+    for name, g, w_ in zip("qkv", got, want):
+        np.testing.assert_allclose(
+            np.asarray(g), np.asarray(w_), rtol=1e-4, atol=1e-5, err_msg=name
+        )
+
+
+def test_chunked_backward_stores_no_probabilities_and_skips_hidden_blocks():
+    """The VJP's residuals are the inputs, the output and per-query softmax statistics: no
+    [.., L, S] float array; and a causal mask's blocks above the diagonal run no dot."""
+    q, k, v = _inputs(4)
+    pos, seg = _positions("causal")
+    mask = attention_mask(pos, pos, None, seg, seg)
+
+    def f(q, k, v):
+        return chunked_gqa(q, k, v, mask, q_chunk=8, k_chunk=8)
+
+    _, vjp = jax.vjp(f, q, k, v)
+    residuals = [x for x in jax.tree.leaves(vjp) if hasattr(x, "shape")]
+    floats = [x for x in residuals if jnp.issubdtype(x.dtype, jnp.floating)]
+    assert floats and all(x.size <= q.size for x in floats), [x.shape for x in floats]
+    # 5 x 5 blocks of 8: 15 on or below the diagonal are visited
+    seen = _Blocks(q, k, v, mask, 8, 8).seen
+    assert int(seen.sum()) == 15 and not bool(seen[0, 1]) and bool(seen[4, 0])
 
 
 def test_chunked_never_holds_whole_sequence_float32_logits():
