@@ -57,7 +57,7 @@ for q, s, p in zip(questions, scores, p_yes):
 Stages are resumable: rerun the cell and finished shards are skipped."""),
     ("code", """import tempfile
 from importlib import resources
-from sqjax.pipeline.config import parse_config
+from sqjax.registry import parse_config
 from sqjax.pipeline.runner import run_stage
 
 demo_yaml = resources.files("sqjax").joinpath("resources/configs/demo.yaml").read_text()

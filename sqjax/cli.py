@@ -110,10 +110,10 @@ def cli() -> None:
 @cli.command("stages")
 def list_stages() -> None:
     """List the pipeline stages in order."""
-    from sqjax import stages
+    from sqjax.stages import STAGES
 
-    for name in stages.names():
-        click.echo(f"{name:<15} {stages.spec(name).description}")
+    for stage in STAGES:
+        click.echo(f"{stage.name:<15} {stage.description}")
 
 
 _check_fit_opt = click.option(
@@ -170,12 +170,12 @@ def stage(
     check_fit: str | None,
 ) -> None:
     """Run (or resume) one stage NAME."""
-    from sqjax import stages
     from sqjax.paths import as_path
-    from sqjax.pipeline.config import load_config
     from sqjax.pipeline.runner import run_stage
+    from sqjax.registry import load_config
+    from sqjax.stages import STAGES
 
-    stages.spec(name)
+    STAGES.get(name)
     cfg = load_config(config_path, list(overrides))
     _setup_logging()
     _check_fit(cfg, check_fit, [name])
@@ -205,7 +205,7 @@ def run(
     check_fit: str | None,
 ) -> None:
     """Run the stages in order, skipping finished ones, then write the report."""
-    from sqjax.pipeline.config import load_config
+    from sqjax.registry import load_config
 
     cfg = load_config(config_path, list(overrides))
     if check_fit:
@@ -217,9 +217,7 @@ def run(
 
 
 def _stage_range(cfg, first: str | None, last: str | None) -> list[str]:
-    from sqjax import stages
-
-    names = [n for n in stages.names() if n not in cfg.skip_stages]
+    names = [n for n in cfg.stages.names() if n not in cfg.skip_stages]
     i = names.index(first) if first in names else 0
     j = names.index(last) + 1 if last in names else len(names)
     return names[i:j]
@@ -232,7 +230,7 @@ def demo(run_dir: str | None, overrides: tuple[str, ...]) -> None:
     """Run the whole pipeline with the built-in small demo config (SmolLM2-135M, CPU)."""
     from importlib import resources
 
-    from sqjax.pipeline.config import parse_config
+    from sqjax.registry import parse_config
 
     text = resources.files("sqjax").joinpath(DEMO_RESOURCE).read_text(encoding="utf-8")
     _setup_jax()
@@ -273,13 +271,14 @@ def plan_cmd(
     from pathlib import Path
 
     os.environ.setdefault("JAX_PLATFORMS", "cpu")  # compile for the slice, run nothing here
-    from sqjax import paths, stages
-    from sqjax.pipeline.config import load_config
+    from sqjax import paths
     from sqjax.plan import plan
     from sqjax.plan.report import dumps, failure_lines, text
+    from sqjax.registry import load_config
+    from sqjax.stages import STAGES
 
     for name in stage_names:
-        stages.spec(name)
+        STAGES.get(name)
     cfg = load_config(config_path, list(overrides))
     _setup_logging()
     result = plan(cfg, topology, list(stage_names) or None, fix_tries=fix_tries, log=_log_info)
@@ -300,8 +299,9 @@ def plan_cmd(
 def report(run_dir: str) -> None:
     """Write RUN_DIR/report.md from the stages' manifests and outputs."""
     from sqjax.pipeline.report import build_report
+    from sqjax.stages import STAGES
 
-    click.echo(str(build_report(run_dir)))
+    click.echo(str(build_report(run_dir, STAGES.names())))
 
 
 def _run_all(cfg, run_dir: str | None, first: str | None, last: str | None) -> None:
@@ -317,7 +317,7 @@ def _run_all(cfg, run_dir: str | None, first: str | None, last: str | None) -> N
         return
     if dataset_path(out).is_file():
         click.echo(f"dataset: {dataset_path(out)}")
-    click.echo(f"report: {build_report(out)}")
+    click.echo(f"report: {build_report(out, cfg.stages.names())}")
 
 
 def main() -> None:

@@ -9,8 +9,9 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from sqjax import stages
 from sqjax.cli import cli
+from sqjax.pipeline.stage import Stage
+from sqjax.stages import STAGES
 
 PIPELINE = [
     "seed-questions",
@@ -57,11 +58,9 @@ def double(ctx) -> None:
 
 @pytest.fixture
 def toy(tmp_path):
-    stages.register(stages.StageSpec("toy-a", "emits rows", section="gen_questions", run=emit))
-    stages.register(
-        stages.StageSpec(
-            "toy-b", "doubles rows", inputs=("toy-a",), section="qpo_pairs", run=double
-        )
+    STAGES.register(Stage("toy-a", "emits rows", section="gen_questions", run=emit))
+    STAGES.register(
+        Stage("toy-b", "doubles rows", inputs=("toy-a",), section="qpo_pairs", run=double)
     )
     config = tmp_path / "cfg.yaml"
     config.write_text(
@@ -69,8 +68,8 @@ def toy(tmp_path):
         "skip_stages: " + json.dumps(PIPELINE) + "\n"
     )
     yield config
-    stages.unregister("toy-a")
-    stages.unregister("toy-b")
+    STAGES.unregister("toy-a")
+    STAGES.unregister("toy-b")
 
 
 @pytest.mark.parametrize("command", [[], ["stages"], ["stage"], ["run"], ["demo"], ["report"]])
@@ -90,19 +89,6 @@ def test_stages_lists_the_pipeline_in_order():
 def test_unknown_stage_suggests_the_nearest(tmp_path):
     line = one_line_error(invoke("stage", "gen-question", "--config", str(tmp_path / "x.yaml")))
     assert "unknown stage 'gen-question'; did you mean 'gen-questions'?" in line
-
-
-def test_stage_without_module_says_not_implemented(toy):
-    stages.register(
-        stages.StageSpec(
-            "toy-missing", "no module", section="qft", module="sqjax.stages.toy_missing"
-        )
-    )
-    try:
-        line = one_line_error(invoke("stage", "toy-missing", "--config", str(toy)))
-    finally:
-        stages.unregister("toy-missing")
-    assert "stage toy-missing is not implemented in this version" in line
 
 
 def test_bad_config_key_and_type(tmp_path):
@@ -185,7 +171,7 @@ def test_demo_runs_the_packaged_config(monkeypatch, tmp_path):
 
     seen = {}
     monkeypatch.setattr(runner, "run_pipeline", lambda cfg, a, b, d: seen.update(cfg=cfg, d=d))
-    monkeypatch.setattr(report, "build_report", lambda d: tmp_path / "report.md")
+    monkeypatch.setattr(report, "build_report", lambda d, order: tmp_path / "report.md")
     result = invoke("demo", "--out", str(tmp_path / "demo"))
     assert result.exit_code == 0, result.output
     assert seen["d"] == str(tmp_path / "demo")

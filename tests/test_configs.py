@@ -10,8 +10,9 @@ import pytest
 
 from sqjax import assets
 from sqjax.errors import SqjaxError
-from sqjax.pipeline.config import RunConfig, load_config, parse_config, resolve_model
+from sqjax.pipeline.config import resolve_model
 from sqjax.pipeline.sections import HttpEndpoint
+from sqjax.registry import RunConfig, load_config, parse_config
 
 ROOT = Path(__file__).parents[1]
 SHIPPED = sorted((ROOT / "configs").rglob("*.yaml"))

@@ -9,7 +9,7 @@ import pytest
 
 from sqjax.data.jsonl import load_jsonl
 from sqjax.errors import SqjaxError
-from sqjax.pipeline.config import load_config
+from sqjax.registry import load_config
 
 
 def test_jsonl_bad_byte_names_file_line_and_offset(tmp_path: Path) -> None:

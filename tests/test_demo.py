@@ -14,8 +14,8 @@ import time
 
 import pytest
 
-from sqjax import stages
 from sqjax.pipeline.manifest import read_manifest
+from sqjax.stages import STAGES
 from sqjax.stages.reward import dataset_path
 
 pytestmark = [
@@ -40,11 +40,11 @@ def test_demo_runs_every_stage(tmp_path):
     report = run / "report.md"
     assert f"report: {report}" in proc.stdout
     assert f"dataset: {dataset_path(run)}" in proc.stdout
-    manifests = {name: read_manifest(run / name) for name in stages.names()}
+    manifests = {name: read_manifest(run / name) for name in STAGES.names()}
     unfinished = [n for n, m in manifests.items() if not (m and m.get("finished"))]
     assert not unfinished, f"stages not finished: {unfinished}"
     text = report.read_text(encoding="utf-8")
-    for name in stages.names():
+    for name in STAGES.names():
         assert f"| {name} | yes |" in text
 
     rows = [json.loads(line) for line in dataset_path(run).read_text().splitlines()]

@@ -18,9 +18,9 @@ from sqjax import paths
 from sqjax.cli import cli
 from sqjax.errors import SqjaxError
 from sqjax.pipeline import shards
-from sqjax.pipeline.config import parse_config
 from sqjax.pipeline.report import build_report
 from sqjax.pipeline.runner import run_stage
+from sqjax.registry import parse_config
 
 
 @pytest.mark.parametrize("url", ["s3://bucket/run", "hdfs://nn/run", "gs:/bucket/run", "gs://"])

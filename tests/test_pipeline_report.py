@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from sqjax import stages
 from sqjax.errors import SqjaxError
-from sqjax.pipeline.config import parse_config
 from sqjax.pipeline.report import build_report
 from sqjax.pipeline.runner import run_stage
+from sqjax.pipeline.stage import Stage
+from sqjax.registry import parse_config
+from sqjax.stages import STAGES
 
 
 def questions(ctx) -> None:
@@ -24,22 +25,30 @@ def questions(ctx) -> None:
 
 def evaluate(ctx) -> None:
     ctx.set_metric("scores", {"sft:smol": {"gsm8k": 0.25, "math": 0.5}})
-    probe = {"n": 8, "judge": "smol", "math_cues_share": 0.125, "math_share": 0.0, "solvable_share": None}
-    ctx.set_metric("question_probe", {"smol": probe, "qft:smol": {**probe, "math_cues_share": 0.75}})
+    probe = {
+        "n": 8,
+        "judge": "smol",
+        "math_cues_share": 0.125,
+        "math_share": 0.0,
+        "solvable_share": None,
+    }
+    ctx.set_metric(
+        "question_probe", {"smol": probe, "qft:smol": {**probe, "math_cues_share": 0.75}}
+    )
     ctx.set_metric("heldout", {"spearman": 0.42})
 
 
 @pytest.fixture
 def run_dir(tmp_path):
-    stages.register(stages.StageSpec("toy-q", "questions", section="gen_questions", run=questions))
-    real_eval = stages.spec("eval")
-    stages.register(stages.StageSpec("eval", "evaluate", run=evaluate))  # in the same place
+    STAGES.register(Stage("toy-q", "questions", section="gen_questions", run=questions))
+    real_eval = STAGES.get("eval")
+    STAGES.register(Stage("eval", "evaluate", run=evaluate))  # in the same place
     cfg = parse_config("seed: 1", "c.yaml")
     run_stage(cfg, "toy-q", run_dir=tmp_path)
     run_stage(cfg, "eval", run_dir=tmp_path)
     yield tmp_path
-    stages.unregister("toy-q")
-    stages.register(real_eval)
+    STAGES.unregister("toy-q")
+    STAGES.register(real_eval)
 
 
 def test_report_sections_and_plots(run_dir):

@@ -45,22 +45,23 @@ def toy_run(ctx) -> None:
 
 
 def _register() -> None:
-    from sqjax import stages
+    from sqjax.pipeline.stage import Stage
+    from sqjax.stages import STAGES
 
-    stages.register(stages.StageSpec("toy", "toy stage", section="gen_questions", run=toy_run))
+    STAGES.register(Stage("toy", "toy stage", section="gen_questions", run=toy_run))
 
 
 def run_toy(run_dir: Path) -> dict:
-    from sqjax.pipeline.config import parse_config
     from sqjax.pipeline.runner import run_stage
+    from sqjax.registry import parse_config
 
     _register()
     try:
         return run_stage(parse_config(CONFIG, "toy.yaml"), "toy", run_dir=run_dir)
     finally:
-        from sqjax import stages
+        from sqjax.stages import STAGES
 
-        stages.unregister("toy")
+        STAGES.unregister("toy")
 
 
 def _rows(run_dir: Path) -> list[dict]:

@@ -7,11 +7,12 @@ import json
 
 import pytest
 
-from sqjax import stages
 from sqjax.errors import SqjaxError
 from sqjax.pipeline import shards
-from sqjax.pipeline.config import parse_config
 from sqjax.pipeline.runner import run_stage
+from sqjax.pipeline.stage import Stage
+from sqjax.registry import parse_config
+from sqjax.stages import STAGES
 
 
 def copy_questions(ctx) -> None:
@@ -28,17 +29,13 @@ def consume(ctx) -> None:
 
 @pytest.fixture
 def toy_stages():
-    stages.register(
-        stages.StageSpec("toy-src", "reads JSONL", section="seed_questions", run=copy_questions)
-    )
-    stages.register(
-        stages.StageSpec(
-            "toy-dst", "reads toy-src", inputs=("toy-src",), section="qpo_pairs", run=consume
-        )
+    STAGES.register(Stage("toy-src", "reads JSONL", section="seed_questions", run=copy_questions))
+    STAGES.register(
+        Stage("toy-dst", "reads toy-src", inputs=("toy-src",), section="qpo_pairs", run=consume)
     )
     yield
-    stages.unregister("toy-src")
-    stages.unregister("toy-dst")
+    STAGES.unregister("toy-src")
+    STAGES.unregister("toy-dst")
 
 
 def _config(path, overrides: tuple[str, ...] = ()):

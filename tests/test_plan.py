@@ -12,10 +12,10 @@ pytest.importorskip("libtpu", reason="needs the TPU extra: pip install -e '.[tpu
 from sqjax.cli import cli
 from sqjax.models.config import ModelConfig
 from sqjax.models.hf_config import to_hf_config
-from sqjax.pipeline.config import parse_config
 from sqjax.plan import plan
 from sqjax.plan.hlo import loop_scale
 from sqjax.plan.report import failure_lines, run_report_section, text
+from sqjax.registry import parse_config
 
 TINY = ModelConfig(
     family="qwen2",
@@ -142,7 +142,7 @@ def test_paper_qft_on_v5p_8_needs_fsdp_and_plan_finds_it():
     on 2 busy cores): data-parallel float32 state does not fit a 95.74 GiB chip; FSDP does."""
     from pathlib import Path
 
-    from sqjax.pipeline.config import load_config
+    from sqjax.registry import load_config
 
     root = Path(__file__).resolve().parents[1]
     cfg = load_config(

@@ -24,9 +24,9 @@ from sqjax.data.jsonl import atomic_write_jsonl, load_jsonl
 from sqjax.errors import SqjaxError
 from sqjax.grading import extract_answer, grade, judge, last_boxed_content
 from sqjax.grading.normalize import canonical_answer, parse_number
-from sqjax.pipeline.config import parse_config
 from sqjax.question.rewrite_parse import parse_rewrite
 from sqjax.question.solvability import verdict
+from sqjax.registry import parse_config
 from sqjax.sampling.stops import find_stop
 
 EXAMPLES = int(os.environ.get("SQJAX_HYPOTHESIS_EXAMPLES", "100"))

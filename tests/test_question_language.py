@@ -8,9 +8,9 @@ import pytest
 
 from sqjax import assets
 from sqjax.data.jsonl import read_jsonl
-from sqjax.pipeline.config import parse_config
 from sqjax.pipeline.sections import LanguageFilter
 from sqjax.question.language import language_reason, prose
+from sqjax.registry import parse_config
 
 RULE = LanguageFilter(language_id=True)
 
@@ -56,7 +56,9 @@ def test_too_little_prose_is_not_judged():
     assert language_reason("Calcule 12 + 7.", RULE) is None  # 9 letters: kept
 
 
-@pytest.mark.parametrize("path,field", [(assets.GSM8K_TRAIN, "question"), (assets.MATH_TRAIN, "problem")])
+@pytest.mark.parametrize(
+    "path,field", [(assets.GSM8K_TRAIN, "question"), (assets.MATH_TRAIN, "problem")]
+)
 def test_language_id_drops_no_real_english_question(path, field):
     rows = list(read_jsonl(assets.resolve(path)))[:1500]
     ascii_rows = [r[field] for r in rows if r[field].isascii()]
@@ -65,9 +67,16 @@ def test_language_id_drops_no_real_english_question(path, field):
 
 
 def test_config_keys_and_errors():
-    cfg = parse_config("run_dir: x\nfilter: {language: {language_id: true, languages: [en, de]}}", "t.yaml")
+    cfg = parse_config(
+        "run_dir: x\nfilter: {language: {language_id: true, languages: [en, de]}}", "t.yaml"
+    )
     lang = cfg.filter.language
-    assert (lang.language_id, lang.languages, lang.min_confidence, lang.min_letters) == (True, ["en", "de"], 0.9, 20)
+    assert (lang.language_id, lang.languages, lang.min_confidence, lang.min_letters) == (
+        True,
+        ["en", "de"],
+        0.9,
+        20,
+    )
     default = parse_config("run_dir: x", "t.yaml").filter.language
     assert not default.language_id and language_reason(NOT_ENGLISH["fr"], default) is None
     with pytest.raises(Exception, match="min_confidence"):

@@ -12,9 +12,9 @@ from types import SimpleNamespace
 import pytest
 
 from sqjax.errors import SqjaxError
-from sqjax.pipeline.config import RunConfig, parse_config
 from sqjax.question.prompt_library import PAPER_PROMPTS, load_prompt, names
 from sqjax.question.prompts import rewrite_prompt
+from sqjax.registry import RunConfig, parse_config
 
 SHARED = Path(__file__).parents[2] / "shared" / "PAPER-PROMPTS.md"
 # sha256 of each paper prompt's text (the file less its final newline)

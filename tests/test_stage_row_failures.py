@@ -16,10 +16,11 @@ import time
 import pytest
 from test_stage_a_fixtures import fake_stage, question_rows, read_rows, run_config, save_tiny
 
-from sqjax import stages
 from sqjax.errors import SqjaxError
-from sqjax.pipeline.config import parse_config
 from sqjax.pipeline.runner import run_pipeline, run_stage
+from sqjax.pipeline.stage import Stage
+from sqjax.registry import parse_config
+from sqjax.stages import STAGES
 
 
 @pytest.mark.slow  # compiles the sampler for a tiny model
@@ -68,11 +69,11 @@ def _flaky_stage(ctx) -> None:
 
 @pytest.fixture
 def flaky():
-    stages.register(
-        stages.StageSpec("flaky", "rows fail at random", section="seed_questions", run=_flaky_stage)
+    STAGES.register(
+        Stage("flaky", "rows fail at random", section="seed_questions", run=_flaky_stage)
     )
     yield
-    stages.unregister("flaky")
+    STAGES.unregister("flaky")
 
 
 def test_rows_failing_at_random_are_recorded_and_good_rows_written(tmp_path, flaky):
@@ -109,9 +110,9 @@ def _dropping_filter(ctx) -> None:
 
 
 def test_empty_upstream_warns_and_run_stops(tmp_path, caplog):
-    original = stages.spec("filter")
-    stages.register(
-        stages.StageSpec("filter", "keeps nothing", section="seed_questions", run=_dropping_filter)
+    original = STAGES.get("filter")
+    STAGES.register(
+        Stage("filter", "keeps nothing", section="seed_questions", run=_dropping_filter)
     )
     try:
         cfg = parse_config(
@@ -135,7 +136,7 @@ def test_empty_upstream_warns_and_run_stops(tmp_path, caplog):
             run_stage(cfg, "reward")
         assert "its input gen-responses has 0 rows (filter kept 0 of 5 rows" in caplog.text
     finally:
-        stages.register(original)
+        STAGES.register(original)
 
 
 def test_chat_replies_skip_prompts_longer_than_the_context(monkeypatch):

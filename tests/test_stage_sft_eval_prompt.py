@@ -14,9 +14,9 @@ from sqjax.answer.evaluation import prompt_ids
 from sqjax.data.chat import chat_format
 from sqjax.data.prompt_format import query_text, template_names, with_template
 from sqjax.errors import SqjaxError
-from sqjax.pipeline.config import RunConfig, parse_config
 from sqjax.pipeline.runner import run_stage
 from sqjax.pipeline.sections import BOXED_INSTRUCTION
+from sqjax.registry import RunConfig, parse_config
 from sqjax.stages import eval as eval_stage
 from sqjax.stages import sft
 from sqjax.training.inputs import sft_examples

@@ -16,8 +16,8 @@ import pytest
 
 from sqjax.data.jsonl import atomic_write_json, atomic_write_jsonl
 from sqjax.pipeline import manifest as mf
-from sqjax.pipeline.config import parse_config
 from sqjax.pipeline.context import StageContext
+from sqjax.registry import parse_config
 from sqjax.stages import sft
 
 

@@ -1,7 +1,8 @@
 """The pipeline framework: configs, run directories, resumable sharded stages, reports.
 
-Stage authors use `StageContext` (sqjax.pipeline.context); names are imported lazily so the
-CLI starts fast.
+Stage authors declare a `Stage` (sqjax.pipeline.stage) and use `StageContext`
+(sqjax.pipeline.context); the shipped stages and their `RunConfig` are in sqjax.registry.
+Names are imported lazily so the CLI starts fast.
 """
 
 from __future__ import annotations
@@ -9,10 +10,10 @@ from __future__ import annotations
 import importlib
 
 _PUBLIC = {
-    "RunConfig": "sqjax.pipeline.config",
+    "RunSettings": "sqjax.pipeline.config",
     "ModelEntry": "sqjax.pipeline.config",
-    "load_config": "sqjax.pipeline.config",
-    "parse_config": "sqjax.pipeline.config",
+    "Stage": "sqjax.pipeline.stage",
+    "Registry": "sqjax.pipeline.stage",
     "StageContext": "sqjax.pipeline.context",
     "ShardInfo": "sqjax.pipeline.context",
     "run_stage": "sqjax.pipeline.runner",
@@ -24,13 +25,13 @@ _PUBLIC = {
 
 __all__ = [
     "ModelEntry",
-    "RunConfig",
+    "Registry",
+    "RunSettings",
     "ShardInfo",
+    "Stage",
     "StageContext",
     "build_report",
     "export_dataset",
-    "load_config",
-    "parse_config",
     "record_id",
     "run_pipeline",
     "run_stage",

@@ -11,7 +11,7 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 
@@ -20,6 +20,7 @@ from sqjax.data.jsonl import not_utf8
 from sqjax.errors import SqjaxError
 from sqjax.pipeline import sections as S
 from sqjax.pipeline.names import check_name
+from sqjax.pipeline.stage import Registry, Stage
 from sqjax.pipeline.typed import build
 
 
@@ -51,32 +52,64 @@ class MeshConfig:
 
 
 @dataclass(frozen=True)
-class RunConfig:
-    """Everything one pipeline run needs: where, which models, and each stage's settings."""
+class RunSettings:
+    """The run-wide settings: where, which models, which stages to skip. A run config is this
+    plus one field per stage holding its settings (`config_type`)."""
 
     run_dir: str = "runs/default"
     seed: int = 0
     mesh: MeshConfig = field(default_factory=MeshConfig)
     models: dict[str, ModelEntry] = field(default_factory=dict)
     skip_stages: list[str] = field(default_factory=list)  # not run by `sqjax run`
-    seed_questions: S.SeedQuestionsConfig = field(default_factory=S.SeedQuestionsConfig)
-    qft: S.QftConfig = field(default_factory=S.QftConfig)
-    qpo_sample: S.QpoSampleConfig = field(default_factory=S.QpoSampleConfig)
-    qpo_rewrite: S.QpoRewriteConfig = field(default_factory=S.QpoRewriteConfig)
-    qpo_pairs: S.QpoPairsConfig = field(default_factory=S.QpoPairsConfig)
-    qpo: S.QpoConfig = field(default_factory=S.QpoConfig)
-    gen_questions: S.GenQuestionsConfig = field(default_factory=S.GenQuestionsConfig)
-    difficulty: S.DifficultyConfig = field(default_factory=S.DifficultyConfig)
-    filter: S.FilterConfig = field(default_factory=S.FilterConfig)
-    rate_questions: S.RateQuestionsConfig = field(default_factory=S.RateQuestionsConfig)
-    gen_responses: S.GenResponsesConfig = field(default_factory=S.GenResponsesConfig)
-    reward: S.RewardConfig = field(default_factory=S.RewardConfig)
-    sft: S.SftConfig = field(default_factory=S.SftConfig)
-    eval: S.EvalConfig = field(default_factory=S.EvalConfig)
+    stages: ClassVar[Registry] = Registry(())  # the stages whose settings follow
 
 
-def load_config(path: str | os.PathLike, overrides: list[str] = ()) -> RunConfig:
-    """Reads a YAML run config and applies `key.path=yaml_value` overrides in order."""
+RUN_SETTINGS = tuple(f.name for f in dataclasses.fields(RunSettings))
+
+
+def config_type(registry: Registry, name: str = "RunConfig", module: str = __name__) -> type:
+    """The frozen run-config dataclass of `registry`: RunSettings plus, per stage with a
+    settings class, a field named after the stage (`-` -> `_`) defaulting to that class's
+    defaults. Its `stages` is the registry, which the framework reads the stage order from."""
+    fields = [
+        (s.section_name, s.config, field(default_factory=s.config)) for s in registry if s.config
+    ]
+    cls = dataclasses.make_dataclass(name, fields, bases=(RunSettings,), frozen=True)
+    cls.stages = registry
+    cls.__module__ = module
+    return cls
+
+
+class StageView:
+    """The run config as one stage reads it (`ctx.config`): the run-wide settings, the
+    stage's own section, and the keys its `config_deps` declare, which enter its fingerprint.
+    Reading any other stage's setting is an error that names the key to declare."""
+
+    def __init__(self, value: Any, stage: Stage, path: str = "") -> None:
+        self._value, self._stage, self._path = value, stage, path
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._value, name)
+        key = f"{self._path}.{name}" if self._path else name
+        own = (*RUN_SETTINGS, "stages", self._stage.section_name)
+        deps = self._stage.config_deps
+        if (not self._path and name in own) or any(_within(key, d) for d in deps):
+            return value
+        if any(_within(d, key) for d in deps):
+            return StageView(value, self._stage, key)
+        raise ValueError(
+            f"stage {self._stage.name} reads setting {key!r} without declaring it; add "
+            f"{key!r} to the config_deps of its Stage so that a change to it reruns the stage"
+        )
+
+
+def _within(key: str, prefix: str) -> bool:
+    return key == prefix or key.startswith(prefix + ".")
+
+
+def load_config(path: str | os.PathLike, overrides: list[str], cls: type) -> Any:
+    """Reads a YAML run config of type `cls` (config_type) and applies `key.path=yaml_value`
+    overrides in order."""
     path = Path(path)
     if not path.is_file():
         raise SqjaxError(f"{path}: config file not found")
@@ -85,10 +118,10 @@ def load_config(path: str | os.PathLike, overrides: list[str] = ()) -> RunConfig
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise not_utf8(path, data, e) from None
-    return parse_config(text, str(path), overrides)
+    return parse_config(text, str(path), overrides, cls)
 
 
-def parse_config(text: str, source: str, overrides: list[str] = ()) -> RunConfig:
+def parse_config(text: str, source: str, overrides: list[str], cls: type) -> Any:
     """Like load_config, from YAML text; `source` names it in errors."""
     try:
         data = yaml.safe_load(text)
@@ -97,21 +130,19 @@ def parse_config(text: str, source: str, overrides: list[str] = ()) -> RunConfig
         where = f":{mark.line + 1}" if mark is not None else ""
         raise SqjaxError(f"{source}{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
     data = {} if data is None else data
-    cfg = _validated(data, source)
+    cfg = _validated(data, source, cls)
     for item in overrides:
         key, value = _parse_override(item)
         data = _set_path(data, key, value, f"--set {item}")
-        cfg = _validated(data, f"--set {item} (on {source})")
+        cfg = _validated(data, f"--set {item} (on {source})", cls)
     return cfg
 
 
-def _validated(data: Any, source: str) -> RunConfig:
-    cfg = build(RunConfig, data, source)
+def _validated(data: Any, source: str, cls: type) -> RunSettings:
+    cfg = build(cls, data, source)
     check_model_names(cfg, source)
-    from sqjax import stages
-
     for name in cfg.skip_stages:
-        if name not in stages.names():
+        if name not in cfg.stages:
             raise SqjaxError(f"{source}: skip_stages: unknown stage {name!r}; see `sqjax stages`")
     return cfg
 
@@ -157,18 +188,16 @@ def model_refs(obj: Any, path: str = "") -> list[tuple[str, str]]:
     return found
 
 
-def check_model_names(cfg: RunConfig, source: str) -> None:
+def check_model_names(cfg: RunSettings, source: str) -> None:
     """Every model and benchmark name is a plain identifier; every model field names a
     `models` entry, optionally as `<stage>:<name>`."""
-    from sqjax import stages
-
     for name in cfg.models:
         check_name(name, "models", source)
     for name in cfg.eval.benchmarks:
         check_name(name, "eval.benchmarks", source)
     for key, ref in model_refs(cfg):
         stage, _, name = ref.rpartition(":")
-        if stage and stage not in stages.names():
+        if stage and stage not in cfg.stages:
             raise SqjaxError(f"{source}: key {key!r}: {ref!r} names unknown stage {stage!r}")
         if name not in cfg.models:
             known = ", ".join(sorted(cfg.models)) or "none"
@@ -178,7 +207,7 @@ def check_model_names(cfg: RunConfig, source: str) -> None:
             )
 
 
-def resolve_model(cfg: RunConfig, run_dir: Path, ref: str) -> ModelEntry:
+def resolve_model(cfg: RunSettings, run_dir: Path, ref: str) -> ModelEntry:
     """The entry for `name` or `<stage>:<name>` (the checkpoint in RUN/<stage>/artifacts/)."""
     if not ref:
         raise SqjaxError("a model field of this stage is empty; set it in the config")

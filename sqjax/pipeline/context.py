@@ -26,7 +26,7 @@ from sqjax.data.jsonl import atomic_write_json, atomic_write_jsonl, read_jsonl
 from sqjax.errors import SqjaxError
 from sqjax.paths import AnyPath
 from sqjax.pipeline import shards as sh
-from sqjax.pipeline.config import ModelEntry, RunConfig, resolve_model
+from sqjax.pipeline.config import ModelEntry, RunSettings, StageView, resolve_model
 from sqjax.pipeline.progress import Progress
 from sqjax.pipeline.rundir import step_dir
 from sqjax.pipeline.sync import StageSync
@@ -120,7 +120,7 @@ class StageContext:
     def __init__(
         self,
         name: str,
-        config: RunConfig,
+        config: RunSettings | StageView,
         section: Any,
         run_dir: AnyPath,
         manifest: dict,

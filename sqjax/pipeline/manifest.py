@@ -14,8 +14,8 @@ from typing import Any
 from sqjax.data.jsonl import atomic_write_json
 from sqjax.errors import SqjaxError
 from sqjax.paths import AnyPath
-from sqjax.pipeline.config import RunConfig, get_key, model_refs
-from sqjax.stages import StageSpec
+from sqjax.pipeline.config import RunSettings, get_key, model_refs
+from sqjax.pipeline.stage import Registry, Stage
 
 MANIFEST = "manifest.json"
 
@@ -28,16 +28,15 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def stage_config(cfg: RunConfig, spec: StageSpec) -> dict:
+def stage_config(cfg: RunSettings, spec: Stage) -> dict:
     """The part of the config a stage's output depends on: its section, the run seed, the
     models it names and its declared config_deps. Not run_dir or mesh."""
     section = getattr(cfg, spec.section_name)
-    deps = {key: _plain(get_key(cfg, key)) for key in spec.config_deps}
-    names = {ref.rpartition(":")[2] for _, ref in model_refs(section)}
-    for value in deps.values():
-        for v in value if isinstance(value, list) else [value]:
-            if isinstance(v, str) and v.rpartition(":")[2] in cfg.models:
-                names.add(v.rpartition(":")[2])
+    values = {key: get_key(cfg, key) for key in spec.config_deps}
+    names = _model_names(section, cfg.models)
+    for value in values.values():
+        names |= _model_names(value, cfg.models)
+    deps = {key: _plain(value) for key, value in values.items()}
     return {
         "seed": cfg.seed,
         spec.section_name: _plain(section),
@@ -46,11 +45,20 @@ def stage_config(cfg: RunConfig, spec: StageSpec) -> dict:
     }
 
 
+def _model_names(value: Any, models: dict) -> set[str]:
+    """Names of the `models` entries a setting names: its model fields when it is a config
+    dataclass, else the value itself (a name or a list of names)."""
+    if dataclasses.is_dataclass(value):
+        return {ref.rpartition(":")[2] for _, ref in model_refs(value)}
+    values = value if isinstance(value, list) else [value]
+    return {v.rpartition(":")[2] for v in values if isinstance(v, str)} & set(models)
+
+
 def config_hash(stage_cfg: dict) -> str:
     return hashlib.sha256(json.dumps(stage_cfg, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def input_stages(cfg: RunConfig, spec: StageSpec) -> list[str]:
+def input_stages(cfg: RunSettings, spec: Stage) -> list[str]:
     """Declared inputs plus stages whose checkpoints the stage's model fields name."""
     found = list(spec.inputs)
     for _, ref in model_refs(getattr(cfg, spec.section_name)):
@@ -90,7 +98,7 @@ def input_hashes(run_dir: AnyPath, stage: str, upstream: list[str]) -> dict[str,
     return hashes
 
 
-def emptied_by(run_dir: Any, stage: str) -> str | None:
+def emptied_by(run_dir: Any, stage: str, registry: Registry) -> str | None:
     """None when `stage` wrote rows (or writes none by design: no output step); else which
     stage emptied the data, e.g. "filter kept 0 of 32 rows (drops: ...)", following empty
     inputs upstream to the stage that got rows and kept none."""
@@ -100,10 +108,8 @@ def emptied_by(run_dir: Any, stage: str) -> str | None:
     if m.get("rows_in", 0) > 0:
         drops = m.get("drops") or "none"
         return f"{stage} kept 0 of {m['rows_in']} rows (drops: {drops})"
-    from sqjax import stages
-
-    for upstream in stages.spec(stage).inputs if stage in stages.names() else ():
-        if (why := emptied_by(run_dir, upstream)) is not None:
+    for upstream in registry.get(stage).inputs if stage in registry else ():
+        if (why := emptied_by(run_dir, upstream, registry)) is not None:
             return why
     return f"{stage} got no input rows"
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 import itertools
 import json
 import numbers
+from collections.abc import Sequence
 from pathlib import Path
 
-from sqjax import paths, stages
+from sqjax import paths
 from sqjax.data.jsonl import atomic_write_text
 from sqjax.errors import SqjaxError
 from sqjax.paths import AnyPath
@@ -30,11 +31,14 @@ PAPER_HOURS = {
 MAX_STAT_ROWS = 100_000
 
 
-def build_report(run_dir: str | Path, examples: int = 2) -> AnyPath:
+def build_report(
+    run_dir: str | Path, order: Sequence[str] | None = None, examples: int = 2
+) -> AnyPath:
     """Writes RUN/report.md (and its PNGs) from the manifests and outputs in RUN (local or
-    gs://)."""
+    gs://), stages in `order` (the pipeline order; None: every stage directory of RUN, in the
+    order the stages started)."""
     run_dir = paths.as_path(run_dir)
-    manifests = {n: m for n in stages.names() if (m := read_manifest(run_dir / n))}
+    manifests = _manifests(run_dir, order)
     if not manifests:
         raise SqjaxError(f"{run_dir}: no stage output found; run a stage first")
     from sqjax.pipeline import plots
@@ -70,6 +74,16 @@ def _plan_section(run_dir: AnyPath) -> list[str]:
     from sqjax.plan.report import run_report_section
 
     return run_report_section(run_dir)
+
+
+def _manifests(run_dir: AnyPath, order: Sequence[str] | None) -> dict[str, dict]:
+    """Manifests by stage; without an order, of each directory holding its own stage's
+    manifest (not a `<stage>.old-<time>` set aside by --restart), by start time."""
+    names = paths.list_names(run_dir) if order is None else order
+    found = {n: m for n in names if (m := read_manifest(run_dir / n)) and m.get("stage") == n}
+    if order is None:
+        found = dict(sorted(found.items(), key=lambda kv: kv[1].get("started_at", "")))
+    return found
 
 
 def _rows_table(manifests: dict[str, dict]) -> str:
@@ -152,7 +166,9 @@ def _probe_section(manifests: dict[str, dict]) -> list[str]:
     ]
     for ref, p in probes.items():
         cells = [_pct(p.get(key)) for key, _ in PROBE_COLUMNS]
-        lines.append(f"| {ref} | {p.get('n', '-')} | {p.get('judge', '-')} | " + " | ".join(cells) + " |")
+        lines.append(
+            f"| {ref} | {p.get('n', '-')} | {p.get('judge', '-')} | " + " | ".join(cells) + " |"
+        )
     return lines + [""]
 
 
@@ -164,7 +180,9 @@ def _metric_sections(manifests: dict[str, dict]) -> list[str]:
     """Every other metric a stage recorded, as JSON (difficulty Spearman, filter counts...)."""
     lines: list[str] = []
     for name, m in manifests.items():
-        rest = {k: v for k, v in m.get("metrics", {}).items() if k not in ("question_probe", "scores")}
+        rest = {
+            k: v for k, v in m.get("metrics", {}).items() if k not in ("question_probe", "scores")
+        }
         if rest:
             text = json.dumps(rest, indent=1, ensure_ascii=False, default=str)
             if len(text) > 4000:

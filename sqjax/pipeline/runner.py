@@ -9,14 +9,15 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from sqjax import compile_budget, paths, stages
+from sqjax import compile_budget, paths
 from sqjax.compile_budget import Compiles
 from sqjax.errors import SqjaxError
 from sqjax.pipeline import manifest as mf
 from sqjax.pipeline import shards as sh
-from sqjax.pipeline.config import RunConfig
+from sqjax.pipeline.config import RunSettings, StageView
 from sqjax.pipeline.context import StageContext
 from sqjax.pipeline.rundir import prepare, step_dir
+from sqjax.pipeline.stage import Registry, Stage
 from sqjax.pipeline.sync import StageSync
 
 log = logging.getLogger("sqjax")
@@ -44,7 +45,7 @@ def devices() -> tuple[str, int]:
 
 
 def run_stage(
-    cfg: RunConfig,
+    cfg: RunSettings,
     name: str,
     restart: bool = False,
     run_dir: str | Path | None = None,
@@ -56,14 +57,13 @@ def run_stage(
     An upstream stage whose rows this stage reads but which wrote none is a loud warning that
     names the stage that emptied the data, or, with `stop_on_empty` (`sqjax run`), an error
     before any work."""
-    spec = stages.spec(name)
-    run = stages.load_run(name)
+    spec = cfg.stages.get(name)
     run_dir = paths.as_path(run_dir or cfg.run_dir)
     upstream = mf.input_stages(cfg, spec)
     stage_cfg = mf.stage_config(cfg, spec)
     chash = mf.config_hash(stage_cfg)
     inputs = mf.input_hashes(run_dir, name, upstream)
-    _check_inputs_not_empty(run_dir, name, spec.inputs, stop_on_empty)
+    _check_inputs_not_empty(run_dir, spec, cfg.stages, stop_on_empty)
     pi, pc = process or topology()
     if restart and pc > 1:
         raise SqjaxError("--restart with several processes: restart once on one process first")
@@ -78,10 +78,10 @@ def run_stage(
             log.info("stage %s already finished in %s; skipping", name, run_dir / name)
             return old
         manifest = _start_manifest(name, chash, stage_cfg, inputs, old)
-        ctx = StageContext(
-            name, cfg, getattr(cfg, spec.section_name), run_dir, manifest, upstream, pi, pc, sync
-        )
-        result = _execute(ctx, run)
+        section = getattr(cfg, spec.section_name)
+        view = StageView(cfg, spec)
+        ctx = StageContext(name, view, section, run_dir, manifest, upstream, pi, pc, sync)
+        result = _execute(ctx, spec.run)
         if pi == 0:
             sync.announce("finished")
         else:  # the next stage reads this one's finished manifest
@@ -92,9 +92,10 @@ def run_stage(
         raise
 
 
-def _check_inputs_not_empty(run_dir: Path, name: str, inputs: tuple[str, ...], stop: bool) -> None:
-    for upstream in inputs:
-        why = mf.emptied_by(run_dir, upstream)
+def _check_inputs_not_empty(run_dir: Path, spec: Stage, registry: Registry, stop: bool) -> None:
+    name = spec.name
+    for upstream in spec.inputs:
+        why = mf.emptied_by(run_dir, upstream, registry)
         if why is None:
             continue
         message = f"stage {name}: its input {upstream} has 0 rows ({why})"
@@ -210,18 +211,20 @@ def _account(ctx: StageContext, attempt_s: float, finished: bool, compiles: Comp
         )
 
 
-def pipeline_stages(cfg: RunConfig, first: str | None = None, last: str | None = None) -> list[str]:
-    """Registered stages from `first` to `last` (inclusive), minus cfg.skip_stages."""
-    order = stages.names()
-    lo = order.index(stages.spec(first).name) if first else 0
-    hi = order.index(stages.spec(last).name) if last else len(order) - 1
+def pipeline_stages(
+    cfg: RunSettings, first: str | None = None, last: str | None = None
+) -> list[str]:
+    """The config's stages from `first` to `last` (inclusive), minus cfg.skip_stages."""
+    order = cfg.stages.names()
+    lo = order.index(cfg.stages.get(first).name) if first else 0
+    hi = order.index(cfg.stages.get(last).name) if last else len(order) - 1
     if lo > hi:
         raise SqjaxError(f"--from {first} comes after --to {last} in the pipeline order")
     return [s for s in order[lo : hi + 1] if s not in cfg.skip_stages]
 
 
 def run_pipeline(
-    cfg: RunConfig,
+    cfg: RunSettings,
     first: str | None = None,
     last: str | None = None,
     run_dir: str | Path | None = None,

@@ -13,10 +13,10 @@ from sqjax.errors import SqjaxError
 from sqjax.models.config import ModelConfig
 from sqjax.models.decoder import Decoder
 from sqjax.models.presets import PRESETS
-from sqjax.pipeline.config import RunConfig
+from sqjax.pipeline.config import RunSettings
 
 
-def model_config(run: RunConfig, ref: str) -> ModelConfig:
+def model_config(run: RunSettings, ref: str) -> ModelConfig:
     """The architecture of a model field's value: a `models` name or `<stage>:<name>` (the
     checkpoint a stage will write has its base model's architecture; `difficulty:` ones a
     one-output score head)."""

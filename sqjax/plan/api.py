@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqjax.models.config import ModelConfig
-from sqjax.pipeline.config import RunConfig
+from sqjax.pipeline.config import RunSettings
 from sqjax.plan import programs as P
 from sqjax.plan.abstract import abstract_model, model_config, param_count
 from sqjax.plan.compiled import Figures, figures
@@ -49,7 +49,7 @@ class PlanResult:
 class Planner:
     """Compiles jobs on one topology, each distinct program once."""
 
-    def __init__(self, run: RunConfig, topo: Topology, log: Callable[[str], None] = print):
+    def __init__(self, run: RunSettings, topo: Topology, log: Callable[[str], None] = print):
         self.run, self.topo, self.log = run, topo, log
         self.device = device(topo)
         self.devices = devices(topo.name)
@@ -84,7 +84,7 @@ class Planner:
         return self.cache[key]
 
 
-def _lowerer(job: Job, cfg: ModelConfig, mesh, run: RunConfig) -> Callable[[], Any]:
+def _lowerer(job: Job, cfg: ModelConfig, mesh, run: RunSettings) -> Callable[[], Any]:
     dtype = run.models[job.model.rpartition(":")[2]].dtype
     if job.kind == "train":
         shape = dataclasses.replace(job.shape, compute_dtype=dtype)
@@ -210,7 +210,7 @@ def _fix(planner: Planner, job: Job, sizes, tries: int):
 
 
 def plan(
-    run: RunConfig,
+    run: RunSettings,
     topology_name: str,
     stages: Sequence[str] | None = None,
     *,
@@ -218,8 +218,6 @@ def plan(
     log: Callable[[str], None] = print,
 ) -> PlanResult:
     """Compiles every program of `stages` (default: all) of `run` for the slice."""
-    from sqjax import stages as registry
-
     topo = topology(topology_name)
     planner = Planner(run, topo, log)
     m = run.mesh
@@ -228,7 +226,7 @@ def plan(
     )
     rows = planner.rows_multiple(sizes)
     out = []
-    for stage in stages or [n for n in registry.names() if n not in run.skip_stages]:
+    for stage in stages or [n for n in run.stages.names() if n not in run.skip_stages]:
         for job in jobs(run, stage, rows):
             cfg = model_config(run, job.model)
             f = planner.compile(job, sizes)

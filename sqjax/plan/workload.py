@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from sqjax.pipeline.config import RunConfig
+from sqjax.pipeline.config import RunSettings
 from sqjax.plan.programs import SampleShape, TrainShape
 from sqjax.sampling.engine import SPAN, bucket, pow2, round_up
 from sqjax.training.config import micro_batches
@@ -76,7 +76,7 @@ def _sample(stage, model, slots, rows_multiple, prompt, max_tokens, mean_out, sa
     ]
 
 
-def jobs(run: RunConfig, stage: str, rows_multiple: int) -> list[Job]:
+def jobs(run: RunSettings, stage: str, rows_multiple: int) -> list[Job]:
     """The jobs of one stage (an empty list for stages without device programs)."""
     m = run.models
 

@@ -22,6 +22,9 @@ from sqjax.question.judging import ask_judge
 from sqjax.question.math_cues import looks_like_math
 from sqjax.question.prompt_library import load_prompt
 
+# the settings a probe reads: config_deps of every stage that probes
+PROBE_SETTINGS = ("qpo_sample", "filter.solvability")
+
 
 def _judge(ctx: StageContext, messages: list[str], seed: int) -> list[str]:
     return [r["text"] for r in ask_judge(ctx, messages, seed)]

@@ -18,15 +18,15 @@ import numpy as np
 
 from sqjax.errors import SqjaxError
 from sqjax.grading import grade
+from sqjax.pipeline import sections as S
 from sqjax.pipeline.context import ShardInfo, StageContext
 from sqjax.pipeline.models import llm_for, mesh_sizes
 from sqjax.pipeline.sections import BOXED_INSTRUCTION
+from sqjax.pipeline.stage import Stage
 from sqjax.question import difficulty as D
 from sqjax.question import training as tr
 from sqjax.question.sampling import chat_replies
 
-NAME = "difficulty"
-DESCRIPTION = "train the fail-rate regressor used by the difficulty filter"
 HELDOUT_SHARE = 0.1
 
 
@@ -155,3 +155,12 @@ def run(ctx: StageContext) -> None:
     )
     ctx.map_shards(rows, lambda chunk, info: chunk, s.shard_size)
     ctx.declare_row_stats("fail_rate", "predicted_fail_rate")
+
+
+STAGE = Stage(
+    "difficulty",
+    "train the fail-rate regressor used by the difficulty filter",
+    run,
+    config=S.DifficultyConfig,
+    inputs=("seed-questions",),
+)

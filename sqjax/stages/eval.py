@@ -20,11 +20,11 @@ from sqjax.answer.benchmarks import load_benchmark
 from sqjax.answer.evaluation import evaluate_rows, greedy_generator, summarize
 from sqjax.data.jsonl import atomic_write_json
 from sqjax.data.prompt_format import with_template
+from sqjax.pipeline import sections as S
 from sqjax.pipeline.context import ShardInfo, StageContext
 from sqjax.pipeline.models import forget, llm_for
+from sqjax.pipeline.stage import Stage
 
-NAME = "eval"
-DESCRIPTION = "evaluate models on math benchmarks (zero-shot CoT, greedy)"
 SHARD_BATCHES = 4
 
 
@@ -88,3 +88,12 @@ def run(ctx: StageContext) -> None:
     for model, per in scores.items():
         ctx.log.info("%s: %s", model, ", ".join(f"{b} {100 * a:.1f}%" for b, a in per.items()))
     ctx.declare_row_stats("num_tokens")
+
+
+STAGE = Stage(
+    "eval",
+    "evaluate models on math benchmarks (zero-shot CoT, greedy)",
+    run,
+    config=S.EvalConfig,
+    config_deps=("sft.template", "sft.instruction"),
+)

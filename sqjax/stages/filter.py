@@ -20,18 +20,18 @@ from __future__ import annotations
 
 from collections import Counter
 
+from sqjax.pipeline import sections as S
 from sqjax.pipeline.context import ShardInfo, StageContext
 from sqjax.pipeline.models import llm_for
 from sqjax.pipeline.records import with_score, with_verdict
 from sqjax.pipeline.sections import LanguageFilter
+from sqjax.pipeline.stage import Stage
 from sqjax.question import filters as F
 from sqjax.question import solvability as sv
 from sqjax.question.judging import ask_judge
 from sqjax.question.language import language_reason
 from sqjax.question.prompt_library import load_prompt
 
-NAME = "filter"
-DESCRIPTION = "language, solvability, difficulty, dedup, decontamination filters"
 MAX_LISTED = 200  # decontamination matches listed in the manifest
 
 
@@ -181,3 +181,13 @@ def run(ctx: StageContext) -> None:
     _metrics(ctx, judged, kept, dropped)
     _clean_ratio(ctx, kept)
     ctx.declare_row_stats("num_tokens")
+
+
+STAGE = Stage(
+    "filter",
+    "language, solvability, difficulty, dedup, decontamination filters",
+    run,
+    config=S.FilterConfig,
+    inputs=("gen-questions",),
+    config_deps=("eval.benchmarks", "difficulty.batch_size", "difficulty.max_len"),
+)

@@ -7,14 +7,21 @@ cut at max_tokens (kept: the paper does not drop them; the filters judge them)."
 from __future__ import annotations
 
 from sqjax.errors import SqjaxError
+from sqjax.pipeline import sections as S
 from sqjax.pipeline.context import StageContext
+from sqjax.pipeline.stage import Stage
 from sqjax.question.generation import generate_questions
-
-NAME = "gen-questions"
-DESCRIPTION = "sample questions from scratch with each generator"
 
 
 def run(ctx: StageContext) -> None:
     if not ctx.section.generators:
         raise SqjaxError("gen_questions.generators is empty; name at least one model")
     generate_questions(ctx, list(ctx.section.generators), ctx.section)
+
+
+STAGE = Stage(
+    "gen-questions",
+    "sample questions from scratch with each generator",
+    run,
+    config=S.GenQuestionsConfig,
+)

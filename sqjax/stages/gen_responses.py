@@ -17,13 +17,13 @@ from typing import Any
 from sqjax.answer.evaluation import prompt_ids
 from sqjax.data.chat import chat_format
 from sqjax.grading import extract_answer
+from sqjax.pipeline import sections as S
 from sqjax.pipeline.context import ShardInfo, StageContext
 from sqjax.pipeline.models import llm_for
 from sqjax.pipeline.records import response_row
 from sqjax.pipeline.sections import GenResponsesConfig
+from sqjax.pipeline.stage import Stage
 
-NAME = "gen-responses"
-DESCRIPTION = "write several chain-of-thought answers per question"
 SEED_MOD = 2**32  # the sampler uses seeds modulo 2**32
 
 
@@ -106,3 +106,12 @@ def run(ctx: StageContext) -> None:
         desc="gen-responses",
     )
     ctx.declare_row_stats("num_tokens")
+
+
+STAGE = Stage(
+    "gen-responses",
+    "write several chain-of-thought answers per question",
+    run,
+    config=S.GenResponsesConfig,
+    inputs=("filter",),
+)

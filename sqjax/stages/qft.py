@@ -13,14 +13,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqjax.pipeline import sections as S
 from sqjax.pipeline.context import StageContext
 from sqjax.pipeline.models import load_for_training
+from sqjax.pipeline.stage import Stage
 from sqjax.question import training as tr
-from sqjax.question.probe import probe
+from sqjax.question.probe import PROBE_SETTINGS, probe
 from sqjax.training.config import micro_batches
 
-NAME = "qft"
-DESCRIPTION = "question fine-tuning: teach each solver to write questions"
 SFT_MODE = {"all": "full", "question": "completion"}  # QftConfig.loss -> trainer sft_mode
 
 
@@ -72,3 +72,13 @@ def run(ctx: StageContext) -> None:
             data = tr.write_data(ctx, model, rows)
             tr.train_and_publish(ctx, model, train_config(ctx, model, data))
         probe(ctx, f"qft:{model}", s.probe_questions)
+
+
+STAGE = Stage(
+    "qft",
+    "question fine-tuning: teach each solver to write questions",
+    run,
+    config=S.QftConfig,
+    inputs=("seed-questions",),
+    config_deps=PROBE_SETTINGS,
+)

@@ -12,14 +12,13 @@ from __future__ import annotations
 from typing import Any
 
 from sqjax.errors import SqjaxError
+from sqjax.pipeline import sections as S
 from sqjax.pipeline.context import StageContext
 from sqjax.pipeline.models import load_for_training
+from sqjax.pipeline.stage import Stage
 from sqjax.question import training as tr
-from sqjax.question.probe import probe, reuse_probe
+from sqjax.question.probe import PROBE_SETTINGS, probe, reuse_probe
 from sqjax.training.config import micro_batches
-
-NAME = "qpo"
-DESCRIPTION = "question preference optimization (DPO) of each QFT model"
 
 
 def train_config(ctx: StageContext, model: str, data: str, batch_size: int) -> Any:
@@ -81,3 +80,13 @@ def run(ctx: StageContext) -> None:
             cfg = train_config(ctx, model, data, batch)
             tr.train_and_publish(ctx, model, cfg, {"pairs": len(mine)})
         probe(ctx, f"qpo:{model}", s.probe_questions)
+
+
+STAGE = Stage(
+    "qpo",
+    "question preference optimization (DPO) of each QFT model",
+    run,
+    config=S.QpoConfig,
+    inputs=("qpo-pairs", "qft"),
+    config_deps=("qft.models", *PROBE_SETTINGS),
+)

@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections import Counter
 
 from sqjax.data.dedup import normalize_text
+from sqjax.pipeline import sections as S
 from sqjax.pipeline.context import ShardInfo, StageContext
 from sqjax.pipeline.records import record_id
+from sqjax.pipeline.stage import Stage
 from sqjax.question.language import language_reason
 
-NAME = "qpo-pairs"
-DESCRIPTION = "build DPO pairs: chosen = rewrite, rejected = original"
 SHARD_SIZE = 10_000
 
 
@@ -76,3 +76,12 @@ def run(ctx: StageContext) -> None:
     ctx.map_shards(kept, lambda chunk, info: chunk, SHARD_SIZE)
     for model, n in sorted(Counter(p["model"] for p in kept).items()):
         ctx.set_metric(f"pairs/{model}", n)
+
+
+STAGE = Stage(
+    "qpo-pairs",
+    "build DPO pairs: chosen = rewrite, rejected = original",
+    run,
+    config=S.QpoPairsConfig,
+    inputs=("qpo-rewrite",),
+)

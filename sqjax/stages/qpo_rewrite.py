@@ -14,14 +14,13 @@ import random
 from collections import Counter
 
 from sqjax.errors import SqjaxError
+from sqjax.pipeline import sections as S
 from sqjax.pipeline import shards as sh
 from sqjax.pipeline.context import ShardInfo, StageContext
+from sqjax.pipeline.stage import Stage
 from sqjax.question.judging import llm_replies
 from sqjax.question.prompts import GOALS, rewrite_prompt
 from sqjax.question.rewrite_parse import parse_rewrite
-
-NAME = "qpo-rewrite"
-DESCRIPTION = "rewrite sampled questions toward solvability or difficulty"
 
 
 def goals(n: int, seed: int, solvability_share: float) -> list[str]:
@@ -82,3 +81,12 @@ def run(ctx: StageContext) -> None:
         ctx.set_metric(f"rewrites/{goal}", parsed)
         parse_rate[goal] = {"asked": asked, "parsed": parsed, "rate": parsed / max(1, asked)}
     ctx.set_metric("parse_rate", parse_rate)
+
+
+STAGE = Stage(
+    "qpo-rewrite",
+    "rewrite sampled questions toward solvability or difficulty",
+    run,
+    config=S.QpoRewriteConfig,
+    inputs=("qpo-sample",),
+)

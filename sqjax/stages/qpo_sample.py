@@ -3,13 +3,22 @@ model), the raw material the optimizer rewrites for QPO. Settings as question ge
 
 from __future__ import annotations
 
+from sqjax.pipeline import sections as S
 from sqjax.pipeline.context import StageContext
+from sqjax.pipeline.stage import Stage
 from sqjax.question.generation import generate_questions
-
-NAME = "qpo-sample"
-DESCRIPTION = "sample questions from each QFT model for QPO"
 
 
 def run(ctx: StageContext) -> None:
     generators = [f"qft:{m}" for m in ctx.config.qft.models]
     generate_questions(ctx, generators, ctx.section)
+
+
+STAGE = Stage(
+    "qpo-sample",
+    "sample questions from each QFT model for QPO",
+    run,
+    config=S.QpoSampleConfig,
+    inputs=("qft",),
+    config_deps=("qft.models",),
+)

@@ -13,16 +13,13 @@ from __future__ import annotations
 import random
 from collections import defaultdict
 
+from sqjax.pipeline import sections as S
 from sqjax.pipeline.context import ShardInfo, StageContext
+from sqjax.pipeline.stage import Stage
 from sqjax.question import quality
 from sqjax.question import solvability as sv
 from sqjax.question.judging import llm_replies
 from sqjax.question.prompt_library import load_prompt
-
-NAME = "rate-questions"
-DESCRIPTION = (
-    "rate questions' solvability and difficulty with an LLM judge (the paper's Fig. 4/5/9)"
-)
 
 
 def sample_sources(ctx: StageContext) -> list[dict]:
@@ -104,3 +101,12 @@ def run(ctx: StageContext) -> None:
     out = ctx.map_shards(items, fn, s.shard_size, desc="rate questions").rows()
     judge = s.judge if isinstance(s.judge, str) else f"{s.judge.url} {s.judge.model}"
     ctx.set_metric("question_quality", {"judge": judge, "sources": quality_table(out)})
+
+
+STAGE = Stage(
+    "rate-questions",
+    ("rate questions' solvability and difficulty with an LLM judge (the paper's Fig. 4/5/9)"),
+    run,
+    config=S.RateQuestionsConfig,
+    inputs=("qpo-sample", "gen-questions", "filter"),
+)

@@ -22,19 +22,19 @@ from sqjax.answer.scoring import pair_scores
 from sqjax.answer.selection import best_index, majority_vote
 from sqjax.data.jsonl import read_jsonl
 from sqjax.paths import AnyPath, as_path
+from sqjax.pipeline import sections as S
 from sqjax.pipeline.context import ShardInfo, StageContext
 from sqjax.pipeline.models import llm_for
 from sqjax.pipeline.records import export_dataset, with_score, with_verdict
+from sqjax.pipeline.stage import Stage
 from sqjax.question.filters import clean_ratios
 
-NAME = "reward"
-DESCRIPTION = "score responses with a reward model and keep the best per question"
 DATASET_FILE = "dataset.jsonl"
 
 
 def dataset_path(run_dir: str | Path) -> AnyPath:
     """Where the final (query, response) data set of a run is written."""
-    return as_path(run_dir) / NAME / DATASET_FILE
+    return as_path(run_dir) / "reward" / DATASET_FILE
 
 
 def group_by_question(rows: list[dict]) -> list[dict]:
@@ -111,3 +111,13 @@ def run(ctx: StageContext) -> None:
     ctx.set_metric("dataset", {"path": str(path), "rows": n})
     measure_clean_ratio(ctx, path)
     ctx.declare_row_stats("scores.reward", "scores.agreement")
+
+
+STAGE = Stage(
+    "reward",
+    "score responses with a reward model and keep the best per question",
+    run,
+    config=S.RewardConfig,
+    inputs=("gen-responses",),
+    config_deps=("eval.benchmarks", "filter.decontam.enabled"),
+)

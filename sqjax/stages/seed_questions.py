@@ -11,12 +11,12 @@ from __future__ import annotations
 from pathlib import PurePosixPath
 
 from sqjax.grading import gsm8k_gold, last_boxed_content
+from sqjax.pipeline import sections as S
 from sqjax.pipeline.context import StageContext
 from sqjax.pipeline.records import question_row
 from sqjax.pipeline.sections import SeedSource
+from sqjax.pipeline.stage import Stage
 
-NAME = "seed-questions"
-DESCRIPTION = "collect the bare seed questions (GSM8K + MATH train)"
 SHARD_SIZE = 5_000
 
 
@@ -58,3 +58,11 @@ def run(ctx: StageContext) -> None:
     for src in ctx.section.sources:
         name = source_name(src.path)
         ctx.set_metric(f"questions/{name}", sum(r["source"] == name for r in rows))
+
+
+STAGE = Stage(
+    "seed-questions",
+    "collect the bare seed questions (GSM8K + MATH train)",
+    run,
+    config=S.SeedQuestionsConfig,
+)

@@ -23,13 +23,13 @@ from typing import Any
 from sqjax.data.prompt_format import query_text, with_template
 from sqjax.errors import SqjaxError
 from sqjax.pipeline import models
+from sqjax.pipeline import sections as S
 from sqjax.pipeline.context import StageContext
 from sqjax.pipeline.sections import SftModel
+from sqjax.pipeline.stage import Stage
 from sqjax.question import training as tr
 from sqjax.training.config import micro_batches
 
-NAME = "sft"
-DESCRIPTION = "fine-tune base models on the (query, response) pairs"
 SFT_MODES = {"response": "completion", "all": "full"}  # SftConfig.loss -> trainer sft_mode
 
 
@@ -150,3 +150,12 @@ def run(ctx: StageContext) -> None:
         for item in s.models
     ]
     ctx.map_shards(published, lambda chunk, info: chunk, len(published))
+
+
+STAGE = Stage(
+    "sft",
+    "fine-tune base models on the (query, response) pairs",
+    run,
+    config=S.SftConfig,
+    inputs=("reward",),
+)
