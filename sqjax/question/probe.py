@@ -11,9 +11,11 @@ questions and judge replies stay in RUN/<stage>/steps/probe-*/ for inspection.
 from __future__ import annotations
 
 import re
+from typing import Any
+
+import numpy as np
 
 from sqjax.data.chat import chat_format, encoder
-from sqjax.errors import SqjaxError
 from sqjax.pipeline.context import ShardInfo, StageContext
 from sqjax.pipeline.models import llm_for
 from sqjax.question import solvability as sv
@@ -21,6 +23,7 @@ from sqjax.question.generation import sample_from
 from sqjax.question.judging import ask_judge
 from sqjax.question.math_cues import looks_like_math
 from sqjax.question.prompt_library import load_prompt
+from sqjax.sampling import scoring
 
 # the settings a probe reads: config_deps of every stage that probes
 PROBE_SETTINGS = ("qpo_sample", "filter.solvability")
@@ -30,21 +33,32 @@ def _judge(ctx: StageContext, messages: list[str], seed: int) -> list[str]:
     return [r["text"] for r in ask_judge(ctx, messages, seed)]
 
 
+def _one_token(tokenizer: Any, word: str) -> int | None:
+    ids = list(tokenizer.encode(word, add_special_tokens=False))
+    return ids[0] if len(ids) == 1 else None
+
+
 def _p_yes(ctx: StageContext, questions: list[str]) -> list[float | None]:
     """P("Yes") / (P("Yes") + P("No")) as the judge's first reply token to a direct question:
     a verdict even from a judge too small to follow the reason-then-answer format. None when
-    "Yes" or "No" is not one token of the judge's tokenizer."""
+    "Yes" or "No" is not one token of the judge's tokenizer. One forward pass per prompt
+    gives both probabilities."""
     cfg = ctx.config.filter.solvability
     llm = llm_for(ctx, cfg.judge)
+    yes, no = _one_token(llm.tokenizer, "Yes"), _one_token(llm.tokenizer, "No")
+    if yes is None or no is None:
+        ctx.log.info(
+            "P(Yes) probe skipped: 'Yes' or 'No' is not one token of the judge's tokenizer"
+        )
+        return [None] * len(questions)
     fmt, encode = chat_format(llm.tokenizer, cfg.system), encoder(llm.tokenizer)
     prompts = [encode(fmt.chat_prompt(sv.judge_prompt(sv.IS_MATH_DIRECT, q))) for q in questions]
-    try:
-        yes = llm.yes_probability(prompts, ("Yes",))
-        no = llm.yes_probability(prompts, ("No",))
-    except SqjaxError as e:
-        ctx.log.info("P(Yes) probe skipped: %s", e)
-        return [None] * len(questions)
-    return [y / (y + n) if y + n > 0 else None for y, n in zip(yes, no)]
+    batcher = scoring.Batcher(llm, cfg.batch_size)
+    out = []
+    for lp_V in batcher.run(scoring.next_token_logprobs, prompts):
+        p_yes, p_no = np.exp(lp_V[[yes, no]].astype(np.float64))
+        out.append(float(p_yes / (p_yes + p_no)) if p_yes + p_no > 0 else None)
+    return out
 
 
 def _probe_shard(
