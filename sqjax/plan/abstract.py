@@ -4,11 +4,9 @@ nothing allocated)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from flax import nnx
 
-from sqjax import assets
+from sqjax import assets, paths
 from sqjax.errors import SqjaxError
 from sqjax.models.config import ModelConfig
 from sqjax.models.decoder import Decoder
@@ -31,19 +29,22 @@ def model_config(run: RunSettings, ref: str) -> ModelConfig:
 
 
 def _config_of(path: str) -> ModelConfig:
+    """A model path's architecture: its config.json (a local or gs:// directory, read through
+    sqjax.paths), a local GGUF file's metadata, or the preset of a hub id."""
     from sqjax.checkpoints.gguf_io import gguf_config, open_reader
     from sqjax.checkpoints.safetensors_io import load_config
 
-    local = assets.resolve(path) if path.startswith(assets.PREFIX) else Path(path)
-    if local.is_dir():
-        return load_config(local)
-    if local.is_file() and local.suffix == ".gguf":
-        return gguf_config(open_reader(local), str(local))
+    where = assets.resolve(path) if path.startswith(assets.PREFIX) else paths.as_path(path)
+    if (where / "config.json").is_file():
+        return load_config(where)
+    if not paths.is_remote(where) and where.is_file() and where.suffix == ".gguf":
+        return gguf_config(open_reader(where), str(where))
     if path in PRESETS:
         return PRESETS[path]
     raise SqjaxError(
         f"model path {path!r}: no config.json there and no preset of that name "
-        f"(sqjax/models/presets.py); plan reads only configs, give a local HF directory"
+        f"(sqjax/models/presets.py); plan reads only configs: give a local or gs:// directory "
+        f"with the model's config.json"
     )
 
 
