@@ -12,8 +12,8 @@ import pytest
 from sqjax.errors import SqjaxError
 from sqjax.pipeline.config import ModelEntry
 from sqjax.pipeline.context import StageContext
-from sqjax.pipeline.sections import SftConfig, SftModel
 from sqjax.registry import RunConfig, parse_config
+from sqjax.stages.sft import SftConfig, SftModel
 
 BAD_NAMES = ["../../../victim", "/abs/victim", "a/b", "..", ".hidden", "sp ace", "", "x\x00y"]
 

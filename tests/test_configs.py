@@ -11,7 +11,7 @@ import pytest
 from sqjax import assets
 from sqjax.errors import SqjaxError
 from sqjax.pipeline.config import resolve_model
-from sqjax.pipeline.sections import HttpEndpoint
+from sqjax.question.http_rewriter import HttpEndpoint
 from sqjax.registry import RunConfig, load_config, parse_config
 
 ROOT = Path(__file__).parents[1]
@@ -179,12 +179,27 @@ def test_wrong_type_names_key_file_and_expected_type(text, key, expected):
 
 
 def test_invalid_value_and_unknown_model_are_errors():
-    with pytest.raises(SqjaxError, match=r"cfg\.yaml: key 'gen_questions': top_p=1.5"):
+    message = r"cfg\.yaml: key 'gen_questions': SamplingParams: top_p=1.5 is invalid"
+    with pytest.raises(SqjaxError, match=message):
         parse_config("gen_questions: {top_p: 1.5}", "cfg.yaml")
     with pytest.raises(SqjaxError, match=r"key 'gen_responses.solver': model 'nope' is not in"):
         parse_config("models: {a: {path: x}}\ngen_responses: {solver: nope}", "cfg.yaml")
     with pytest.raises(SqjaxError, match=r"'gen_questions.generators\[0\]'.*unknown stage 'qpx'"):
         parse_config("models: {a: {path: x}}\ngen_questions: {generators: ['qpx:a']}", "c.yaml")
+
+
+def test_a_components_rule_is_checked_when_the_config_loads():
+    """Stage settings handed to a component are checked by the component's own config
+    (stated once), when the YAML is loaded."""
+    with pytest.raises(SqjaxError, match=r"c\.yaml: key 'qpo': dpo\.beta=0\.0 must be positive"):
+        parse_config("qpo: {beta: 0.0}", "c.yaml")
+    message = r"key 'sft': optim\.warmup_ratio=1\.5 must be in \[0, 1\)"
+    with pytest.raises(SqjaxError, match=message):
+        parse_config("sft: {warmup_ratio: 1.5}", "c.yaml")
+    with pytest.raises(SqjaxError, match=r"key 'difficulty': SamplingParams: max_tokens=0"):
+        parse_config("difficulty: {max_tokens: 0}", "c.yaml")
+    with pytest.raises(SqjaxError, match=r"key 'eval.benchmarks': name 'a/b' becomes a dir"):
+        parse_config("eval: {benchmarks: {a/b: x.jsonl}}", "c.yaml")
 
 
 def test_set_overrides_parse_yaml_and_are_type_checked(tmp_path):

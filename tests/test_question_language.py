@@ -8,8 +8,7 @@ import pytest
 
 from sqjax import assets
 from sqjax.data.jsonl import read_jsonl
-from sqjax.pipeline.sections import LanguageFilter
-from sqjax.question.language import language_reason, prose
+from sqjax.question.language import LanguageFilter, language_reason, prose
 from sqjax.registry import parse_config
 
 RULE = LanguageFilter(language_id=True)

@@ -12,10 +12,9 @@ from test_stage_a_fixtures import fake_stage, run_config, smol_tokenizer, write_
 
 from sqjax.answer.evaluation import prompt_ids
 from sqjax.data.chat import chat_format
-from sqjax.data.prompt_format import query_text, template_names, with_template
+from sqjax.data.prompt_format import BOXED_INSTRUCTION, query_text, template_names, with_template
 from sqjax.errors import SqjaxError
 from sqjax.pipeline.runner import run_stage
-from sqjax.pipeline.sections import BOXED_INSTRUCTION
 from sqjax.registry import RunConfig, parse_config
 from sqjax.stages import eval as eval_stage
 from sqjax.stages import sft

@@ -20,10 +20,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqjax.data.chat import chat_format, encoder
-from sqjax.data.prompt_format import query_text
+from sqjax.data.prompt_format import BOXED_INSTRUCTION, query_text
 from sqjax.errors import SqjaxError
 from sqjax.grading import grade
-from sqjax.pipeline.sections import BOXED_INSTRUCTION
 
 # (prompt token ids) -> (output text, generated token count, finish reason) per prompt
 PROMPT_TOO_LONG = "prompt_too_long"  # finish reason of a prompt that does not fit the context

@@ -19,6 +19,7 @@ from sqjax.errors import SqjaxError
 
 MODEL_TEMPLATE = "model"  # the tokenizer's own chat template
 DART_MATH_TEMPLATE = "alpaca"
+BOXED_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 
 
 def template_names() -> list[str]:

@@ -18,10 +18,13 @@ import yaml
 from sqjax import assets
 from sqjax.data.jsonl import not_utf8
 from sqjax.errors import SqjaxError
-from sqjax.pipeline import sections as S
 from sqjax.pipeline.names import check_name
 from sqjax.pipeline.stage import Registry, Stage
 from sqjax.pipeline.typed import build
+
+MODEL_REF = "model_ref"
+MODEL = {MODEL_REF: True}  # field metadata of a stage setting: the value names models
+DIR_NAMES = {"dir_names": True}  # field metadata: the mapping's keys become directory names
 
 
 @dataclass(frozen=True)
@@ -181,10 +184,23 @@ def model_refs(obj: Any, path: str = "") -> list[tuple[str, str]]:
         values = value if isinstance(value, list) else [value]
         for i, v in enumerate(values):
             sub = f"{key}[{i}]" if isinstance(value, list) else key
-            if f.metadata.get(S.MODEL_REF) and isinstance(v, str) and v:
+            if f.metadata.get(MODEL_REF) and isinstance(v, str) and v:
                 found.append((sub, v))
             elif dataclasses.is_dataclass(v):
                 found.extend(model_refs(v, sub))
+    return found
+
+
+def _dir_names(cfg: Any) -> list[tuple[str, str]]:
+    """(key path, name) for each key of a stage setting marked DIR_NAMES."""
+    found = []
+    for section in dataclasses.fields(cfg):
+        value = getattr(cfg, section.name)
+        if not dataclasses.is_dataclass(value):
+            continue
+        for f in dataclasses.fields(value):
+            if f.metadata.get("dir_names"):
+                found += [(f"{section.name}.{f.name}", k) for k in getattr(value, f.name)]
     return found
 
 
@@ -193,8 +209,8 @@ def check_model_names(cfg: RunSettings, source: str) -> None:
     `models` entry, optionally as `<stage>:<name>`."""
     for name in cfg.models:
         check_name(name, "models", source)
-    for name in cfg.eval.benchmarks:
-        check_name(name, "eval.benchmarks", source)
+    for key, name in _dir_names(cfg):
+        check_name(name, key, source)
     for key, ref in model_refs(cfg):
         stage, _, name = ref.rpartition(":")
         if stage and stage not in cfg.stages:

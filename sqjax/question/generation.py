@@ -8,12 +8,30 @@ one after another; a shard samples its items generator by generator with seeds d
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass
 
+from sqjax.pipeline.checks import positive, sampling_limits
 from sqjax.pipeline.context import ShardInfo, StageContext
 from sqjax.pipeline.models import llm_for
 from sqjax.pipeline.records import question_row, record_id
-from sqjax.pipeline.sections import QuestionSampling
 from sqjax.question.sampling import sample_questions
+
+
+@dataclass(frozen=True)
+class QuestionSampling:
+    """Sampling questions from the bare pre-query prefix (stages qpo-sample, gen-questions)."""
+
+    num_questions: int = 10_000  # per model
+    temperature: float = 1.0
+    top_p: float = 0.99
+    max_tokens: int = 512  # paper; the authors' code used 1024
+    shard_size: int = 1_000
+    batch_size: int = 256
+
+    def __post_init__(self) -> None:
+        sampling_limits(self.temperature, self.top_p, self.max_tokens)
+        positive(num_questions=self.num_questions, shard_size=self.shard_size)
+        positive(batch_size=self.batch_size)
 
 
 def work_items(generators: list[str], count: int) -> list[dict]:
@@ -21,11 +39,18 @@ def work_items(generators: list[str], count: int) -> list[dict]:
     return [{"generator": g, "i": i} for g in generators for i in range(count)]
 
 
-def sample_from(ctx: StageContext, model_ref: str, count: int, qs: QuestionSampling, seed: int) -> list[dict]:
+def sample_from(
+    ctx: StageContext, model_ref: str, count: int, qs: QuestionSampling, seed: int
+) -> list[dict]:
     """`count` questions from `model_ref`'s pre-query prefix with the sampling settings `qs`."""
     return sample_questions(
-        llm_for(ctx, model_ref), count, temperature=qs.temperature, top_p=qs.top_p,
-        max_tokens=qs.max_tokens, batch_size=qs.batch_size, seed=seed,
+        llm_for(ctx, model_ref),
+        count,
+        temperature=qs.temperature,
+        top_p=qs.top_p,
+        max_tokens=qs.max_tokens,
+        batch_size=qs.batch_size,
+        seed=seed,
     )
 
 

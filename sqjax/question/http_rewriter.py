@@ -28,6 +28,16 @@ from dataclasses import dataclass
 
 from sqjax.errors import SqjaxError
 
+
+@dataclass(frozen=True)
+class HttpEndpoint:
+    """An OpenAI-compatible chat endpoint (the paper's rewriter was GPT-4o-mini)."""
+
+    url: str
+    model: str
+    api_key_env: str = "OPENAI_API_KEY"  # name of the environment variable, never the key
+
+
 log = logging.getLogger("sqjax.http")
 RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 DETAIL_CHARS = 200  # of an error reply shown in the message

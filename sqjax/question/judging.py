@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from sqjax.pipeline.context import StageContext
 from sqjax.pipeline.models import llm_for
-from sqjax.pipeline.sections import HttpEndpoint
-from sqjax.question.http_rewriter import ChatClient
+from sqjax.question.http_rewriter import ChatClient, HttpEndpoint
 from sqjax.question.sampling import chat_replies
 
 

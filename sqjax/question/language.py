@@ -17,10 +17,30 @@ from __future__ import annotations
 
 import functools
 import re
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
 
-if TYPE_CHECKING:
-    from sqjax.pipeline.sections import LanguageFilter
+from sqjax.pipeline.checks import positive, require
+
+
+@dataclass(frozen=True)
+class LanguageFilter:
+    """Keep a question only if non-empty and pure ASCII (paper: removed 20.1%); optionally
+    also drop questions whose prose a language-ID model confidently puts outside
+    `languages` (sqjax choice, off by default; see sqjax.question.language)."""
+
+    enabled: bool = True
+    language_id: bool = False
+    languages: list[str] = field(default_factory=lambda: ["en"])  # ISO 639-1 codes
+    min_confidence: float = 0.9
+    min_letters: int = 20  # less prose than this (math removed) is not judged
+
+    def __post_init__(self) -> None:
+        require(bool(self.languages), "languages is empty; list the codes to keep, e.g. [en]")
+        require(
+            0 <= self.min_confidence <= 1, f"min_confidence={self.min_confidence} must be in [0, 1]"
+        )
+        positive(min_letters=self.min_letters)
+
 
 # $$...$$, $...$, \[...\], \(...\), \begin{..}...\end{..}, then lone commands, then anything
 # that is not a letter, an apostrophe or whitespace

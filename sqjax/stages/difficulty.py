@@ -13,19 +13,55 @@ question with its split and prediction.
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from sqjax.data.prompt_format import (
+    BOXED_INSTRUCTION,
+)
 from sqjax.errors import SqjaxError
 from sqjax.grading import grade
-from sqjax.pipeline import sections as S
+from sqjax.pipeline.checks import as_component, positive, sampling_limits
+from sqjax.pipeline.config import MODEL
 from sqjax.pipeline.context import ShardInfo, StageContext
 from sqjax.pipeline.models import llm_for, mesh_sizes
-from sqjax.pipeline.sections import BOXED_INSTRUCTION
 from sqjax.pipeline.stage import Stage
 from sqjax.question import difficulty as D
 from sqjax.question import training as tr
 from sqjax.question.sampling import chat_replies
+from sqjax.training.config import OptimConfig
+
+
+@dataclass(frozen=True)
+class DifficultyConfig:
+    """Stage difficulty: trains the fail-rate regressor the filter uses; writes
+    `difficulty:<model>`. Labels = 1 - pass rate of `solver`'s samples on the seed questions.
+    The paper gives the design (DeepSeekMath-7B-Base + scalar head, MSE), not the settings:
+    every number below is an sqjax choice.
+    """
+
+    model: str = field(default="", metadata=MODEL)
+    solver: str = field(default="", metadata=MODEL)
+    samples_per_question: int = 8
+    temperature: float = 0.7
+    top_p: float = 0.95
+    max_tokens: int = 2048
+    max_questions: int | None = None
+    lr: float = 1e-5
+    epochs: int = 1
+    warmup_ratio: float = 0.03
+    batch_size: int = 64
+    max_len: int = 512
+    shard_size: int = 1_000
+
+    def __post_init__(self) -> None:
+        sampling_limits(self.temperature, self.top_p, self.max_tokens)
+        positive(samples_per_question=self.samples_per_question, epochs=self.epochs)
+        positive(batch_size=self.batch_size, max_len=self.max_len)
+        positive(shard_size=self.shard_size, max_questions=self.max_questions)
+        as_component(OptimConfig, lr=self.lr, warmup_ratio=self.warmup_ratio)
+
 
 HELDOUT_SHARE = 0.1
 
@@ -161,6 +197,6 @@ STAGE = Stage(
     "difficulty",
     "train the fail-rate regressor used by the difficulty filter",
     run,
-    config=S.DifficultyConfig,
+    config=DifficultyConfig,
     inputs=("seed-questions",),
 )

@@ -14,16 +14,48 @@ RUN/eval/artifacts/accuracy.json. Shards hold 4 x batch_size (model, problem) pa
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass, field
 from itertools import groupby
 
+from sqjax import assets
 from sqjax.answer.benchmarks import load_benchmark
 from sqjax.answer.evaluation import evaluate_rows, greedy_generator, summarize
 from sqjax.data.jsonl import atomic_write_json
-from sqjax.data.prompt_format import with_template
-from sqjax.pipeline import sections as S
+from sqjax.data.prompt_format import (
+    BOXED_INSTRUCTION,
+    MODEL_TEMPLATE,
+    check_template,
+    with_template,
+)
+from sqjax.pipeline.checks import positive
+from sqjax.pipeline.config import DIR_NAMES, MODEL
 from sqjax.pipeline.context import ShardInfo, StageContext
 from sqjax.pipeline.models import forget, llm_for
 from sqjax.pipeline.stage import Stage
+
+
+def _paper_benchmarks() -> dict[str, str]:
+    return {"gsm8k": assets.GSM8K_TEST, "math": assets.MATH_TEST}
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Stage eval: zero-shot CoT, greedy; answer from the last \\boxed{}."""
+
+    models: list[str] = field(default_factory=list, metadata=MODEL)
+    benchmarks: dict[str, str] = field(default_factory=_paper_benchmarks, metadata=DIR_NAMES)
+    # prompt of models the sft stage did not train (`sft:<m>` use sft.template/instruction):
+    # the tokenizer's own chat template and the step-by-step / \boxed{} instruction
+    template: str = MODEL_TEMPLATE
+    instruction: str = BOXED_INSTRUCTION
+    max_tokens: int = 2048
+    limit: int | None = None  # first `limit` problems per benchmark (smoke runs)
+    batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        positive(max_tokens=self.max_tokens, limit=self.limit, batch_size=self.batch_size)
+        check_template(self.template, "template")
+
 
 SHARD_BATCHES = 4
 
@@ -94,6 +126,6 @@ STAGE = Stage(
     "eval",
     "evaluate models on math benchmarks (zero-shot CoT, greedy)",
     run,
-    config=S.EvalConfig,
+    config=EvalConfig,
     config_deps=("sft.template", "sft.instruction"),
 )

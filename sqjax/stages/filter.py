@@ -19,18 +19,90 @@ disagreements, and every decontamination match.
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass, field
+from typing import Literal
 
-from sqjax.pipeline import sections as S
+from sqjax.pipeline.checks import positive, require
+from sqjax.pipeline.config import MODEL
 from sqjax.pipeline.context import ShardInfo, StageContext
 from sqjax.pipeline.models import llm_for
 from sqjax.pipeline.records import with_score, with_verdict
-from sqjax.pipeline.sections import LanguageFilter
 from sqjax.pipeline.stage import Stage
 from sqjax.question import filters as F
 from sqjax.question import solvability as sv
 from sqjax.question.judging import ask_judge
-from sqjax.question.language import language_reason
-from sqjax.question.prompt_library import load_prompt
+from sqjax.question.language import LanguageFilter, language_reason
+from sqjax.question.prompt_library import PAPER_PROMPTS, PAPER_SYSTEM, check_prompt, load_prompt
+
+
+@dataclass(frozen=True)
+class SolvabilityFilter:
+    """A judge reasons step by step and ends with Yes/No (paper: removed 19.4%)."""
+
+    enabled: bool = True
+    judge: str = field(default="", metadata=MODEL)
+    prompt: str = PAPER_PROMPTS["solvability-check"]  # Figure 12; or sqjax-solvability-check
+    system: str | None = PAPER_SYSTEM  # the authors' system turn; None = the template's own
+    max_tokens: int = 2048  # greedy
+    verdict: Literal["strict", "lax"] = "strict"  # lax = "yes" anywhere (the authors' code)
+    batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        check_prompt(self.prompt, "solvability-check", "prompt")
+
+
+@dataclass(frozen=True)
+class DifficultyFilter:
+    """Drop the easiest share of questions by predicted fail rate (paper: removed 9.2%)."""
+
+    enabled: bool = True
+    scorer: str = field(default="", metadata=MODEL)  # usually difficulty:<model>
+    # share of each filtered generator's rows that reach the cut; the paper's 9.2% of the 2M
+    # generated, all from one of two generators: 0.092 * 2 / (1 - 0.201 - 0.194) = 0.304
+    # (derivation in configs/paper/scalequest.yaml)
+    drop_share: float = 0.304
+    apply_to: list[str] | None = field(default=None, metadata=MODEL)  # None = all
+
+    def __post_init__(self) -> None:
+        require(0 <= self.drop_share < 1, f"drop_share={self.drop_share} not in [0, 1)")
+
+
+@dataclass(frozen=True)
+class DedupFilter:
+    """Exact + near-duplicate removal (none in the authors' code: off; on in plus.yaml)."""
+
+    enabled: bool = False
+    normalize: bool = True  # compare case- and whitespace-folded text
+
+
+@dataclass(frozen=True)
+class DecontamFilter:
+    """Drop questions sharing an n-gram with an evaluation set (benchmarks = eval.benchmarks).
+    The paper did not filter (off; on in plus.yaml) but measured the clean ratio (Table 6),
+    which the reward stage measures on the final data (reward.clean_ratio) and the filter
+    stage on its kept questions, whether or not this filters."""
+
+    enabled: bool = False
+    ngram: int = 13
+
+    def __post_init__(self) -> None:
+        positive(ngram=self.ngram)
+
+
+@dataclass(frozen=True)
+class FilterConfig:
+    """Stage filter: language -> solvability -> difficulty -> dedup -> decontamination."""
+
+    language: LanguageFilter = field(default_factory=LanguageFilter)
+    solvability: SolvabilityFilter = field(default_factory=SolvabilityFilter)
+    difficulty: DifficultyFilter = field(default_factory=DifficultyFilter)
+    dedup: DedupFilter = field(default_factory=DedupFilter)
+    decontam: DecontamFilter = field(default_factory=DecontamFilter)
+    shard_size: int = 10_000
+
+    def __post_init__(self) -> None:
+        positive(shard_size=self.shard_size)
+
 
 MAX_LISTED = 200  # decontamination matches listed in the manifest
 
@@ -187,7 +259,7 @@ STAGE = Stage(
     "filter",
     "language, solvability, difficulty, dedup, decontamination filters",
     run,
-    config=S.FilterConfig,
+    config=FilterConfig,
     inputs=("gen-questions",),
     config_deps=("eval.benchmarks", "difficulty.batch_size", "difficulty.max_len"),
 )

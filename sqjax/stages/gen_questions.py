@@ -6,11 +6,22 @@ cut at max_tokens (kept: the paper does not drop them; the filters judge them)."
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from sqjax.errors import SqjaxError
-from sqjax.pipeline import sections as S
+from sqjax.pipeline.config import MODEL
 from sqjax.pipeline.context import StageContext
 from sqjax.pipeline.stage import Stage
-from sqjax.question.generation import generate_questions
+from sqjax.question.generation import QuestionSampling, generate_questions
+
+
+@dataclass(frozen=True)
+class GenQuestionsConfig(QuestionSampling):
+    """Stage gen-questions: questions from each generator's pre-query prefix."""
+
+    generators: list[str] = field(default_factory=list, metadata=MODEL)
+    num_questions: int = 1_000_000  # per generator
+    shard_size: int = 10_000
 
 
 def run(ctx: StageContext) -> None:
@@ -23,5 +34,5 @@ STAGE = Stage(
     "gen-questions",
     "sample questions from scratch with each generator",
     run,
-    config=S.GenQuestionsConfig,
+    config=GenQuestionsConfig,
 )

@@ -12,17 +12,41 @@ sizes) and the shard goes on without it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqjax.answer.evaluation import prompt_ids
 from sqjax.data.chat import chat_format
+from sqjax.data.prompt_format import (
+    BOXED_INSTRUCTION,
+)
 from sqjax.grading import extract_answer
-from sqjax.pipeline import sections as S
+from sqjax.pipeline.checks import positive, sampling_limits
+from sqjax.pipeline.config import MODEL
 from sqjax.pipeline.context import ShardInfo, StageContext
 from sqjax.pipeline.models import llm_for
 from sqjax.pipeline.records import response_row
-from sqjax.pipeline.sections import GenResponsesConfig
 from sqjax.pipeline.stage import Stage
+
+
+@dataclass(frozen=True)
+class GenResponsesConfig:
+    """Stage gen-responses: `n` chain-of-thought answers per question from the solver."""
+
+    solver: str = field(default="", metadata=MODEL)
+    n: int = 5
+    temperature: float = 0.7
+    top_p: float = 0.95
+    max_tokens: int = 2048
+    instruction: str = BOXED_INSTRUCTION  # appended to the question in the user turn
+    drop_no_answer: bool = True  # drop samples with no final answer
+    shard_size: int = 2_000
+    batch_size: int = 256
+
+    def __post_init__(self) -> None:
+        sampling_limits(self.temperature, self.top_p, self.max_tokens)
+        positive(n=self.n, shard_size=self.shard_size, batch_size=self.batch_size)
+
 
 SEED_MOD = 2**32  # the sampler uses seeds modulo 2**32
 
@@ -112,6 +136,6 @@ STAGE = Stage(
     "gen-responses",
     "write several chain-of-thought answers per question",
     run,
-    config=S.GenResponsesConfig,
+    config=GenResponsesConfig,
     inputs=("filter",),
 )

@@ -11,15 +11,47 @@ is the method's first measurable effect.
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
-from sqjax.pipeline import sections as S
+from sqjax.pipeline.checks import as_component, positive, require
+from sqjax.pipeline.config import MODEL
 from sqjax.pipeline.context import StageContext
 from sqjax.pipeline.models import load_for_training
 from sqjax.pipeline.stage import Stage
 from sqjax.question import training as tr
 from sqjax.question.probe import PROBE_SETTINGS, probe
-from sqjax.training.config import micro_batches
+from sqjax.training.config import OptimConfig, micro_batches
+
+
+@dataclass(frozen=True)
+class QftConfig:
+    """Stage qft: SFT of each solver on bare questions; writes checkpoint `qft:<model>`."""
+
+    models: list[str] = field(default_factory=list, metadata=MODEL)
+    lr: float = 2e-5  # authors' code default
+    epochs: int = 1
+    warmup_ratio: float = 0.03  # cosine schedule
+    seq_len: int = 256  # packed rows
+    batch_size: int = 32
+    loss: Literal["all", "question"] = "all"  # authors' code: loss on every token
+    max_steps: int | None = None  # cap for smoke runs; None = full epochs
+    # memory (sqjax choices; `sqjax plan` checks they fit): recompute each block's
+    # activations in the backward pass, and split each step into accum_steps micro-batches
+    # (at most: see micro_batches)
+    remat: Literal["none", "full", "dots"] = "full"
+    accum_steps: int = 1
+    # questions sampled and judged before and after QFT (share judged a math problem, and
+    # solvable); 0 = skip. Sampling: qpo_sample settings; judge: filter.solvability. sqjax choice
+    probe_questions: int = 200
+
+    def __post_init__(self) -> None:
+        positive(epochs=self.epochs, seq_len=self.seq_len, batch_size=self.batch_size)
+        positive(max_steps=self.max_steps)
+        positive(accum_steps=self.accum_steps)
+        require(self.probe_questions >= 0, f"probe_questions={self.probe_questions} must be >= 0")
+        as_component(OptimConfig, lr=self.lr, warmup_ratio=self.warmup_ratio)
+
 
 SFT_MODE = {"all": "full", "question": "completion"}  # QftConfig.loss -> trainer sft_mode
 
@@ -78,7 +110,7 @@ STAGE = Stage(
     "qft",
     "question fine-tuning: teach each solver to write questions",
     run,
-    config=S.QftConfig,
+    config=QftConfig,
     inputs=("seed-questions",),
     config_deps=PROBE_SETTINGS,
 )

@@ -9,16 +9,41 @@ after (sqjax.question.probe) show the change in math and solvable shares.
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from sqjax.errors import SqjaxError
-from sqjax.pipeline import sections as S
+from sqjax.pipeline.checks import as_component, positive, require
 from sqjax.pipeline.context import StageContext
 from sqjax.pipeline.models import load_for_training
 from sqjax.pipeline.stage import Stage
 from sqjax.question import training as tr
 from sqjax.question.probe import PROBE_SETTINGS, probe, reuse_probe
-from sqjax.training.config import micro_batches
+from sqjax.training.config import DPOConfig, OptimConfig, micro_batches
+
+
+@dataclass(frozen=True)
+class QpoConfig:
+    """Stage qpo: sigmoid DPO of each QFT model; reference = frozen QFT model."""
+
+    beta: float = 0.1
+    lr: float = 5e-7
+    warmup_steps: int = 20  # then cosine
+    batch_size: int = 128
+    epochs: int = 1
+    max_len: int = 1024
+    max_steps: int | None = None
+    probe_questions: int = 200  # judged sample before/after QPO, as in QftConfig; 0 = skip
+    remat: Literal["none", "full", "dots"] = "full"  # as in QftConfig
+    accum_steps: int = 4  # 32 pairs (64 rows of max_len) per micro-batch
+
+    def __post_init__(self) -> None:
+        as_component(DPOConfig, variant="sigmoid", beta=self.beta)
+        as_component(OptimConfig, lr=self.lr, warmup_steps=self.warmup_steps)
+        positive(batch_size=self.batch_size, epochs=self.epochs, max_len=self.max_len)
+        positive(max_steps=self.max_steps)
+        positive(accum_steps=self.accum_steps)
+        require(self.probe_questions >= 0, f"probe_questions={self.probe_questions} must be >= 0")
 
 
 def train_config(ctx: StageContext, model: str, data: str, batch_size: int) -> Any:
@@ -86,7 +111,7 @@ STAGE = Stage(
     "qpo",
     "question preference optimization (DPO) of each QFT model",
     run,
-    config=S.QpoConfig,
+    config=QpoConfig,
     inputs=("qpo-pairs", "qft"),
     config_deps=("qft.models", *PROBE_SETTINGS),
 )

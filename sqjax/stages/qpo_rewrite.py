@@ -12,15 +12,53 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from dataclasses import dataclass, field
 
 from sqjax.errors import SqjaxError
-from sqjax.pipeline import sections as S
 from sqjax.pipeline import shards as sh
+from sqjax.pipeline.checks import positive, require, sampling_limits
+from sqjax.pipeline.config import MODEL
 from sqjax.pipeline.context import ShardInfo, StageContext
 from sqjax.pipeline.stage import Stage
+from sqjax.question.http_rewriter import HttpEndpoint
 from sqjax.question.judging import llm_replies
+from sqjax.question.prompt_library import PAPER_PROMPTS, PAPER_SYSTEM, check_prompt
 from sqjax.question.prompts import GOALS, rewrite_prompt
 from sqjax.question.rewrite_parse import parse_rewrite
+
+
+def _paper_rewrite_prompts() -> dict[str, str]:
+    return {
+        "solvability": PAPER_PROMPTS["rewrite-solvability"],  # Figure 10
+        "difficulty": PAPER_PROMPTS["rewrite-difficulty"],  # Figure 11
+    }
+
+
+@dataclass(frozen=True)
+class QpoRewriteConfig:
+    """Stage qpo-rewrite: an optimizer LLM rewrites each question toward one goal."""
+
+    rewriter: str | HttpEndpoint = field(default="", metadata=MODEL)  # model name or endpoint
+    solvability_share: float = 0.5  # per-question coin flip: solvability vs difficulty prompt
+    # goal -> prompt library name (sqjax/resources/prompts/index.yaml); paper: Figures 10, 11;
+    # sqjax's rewordings: sqjax-qpo-solvability, sqjax-qpo-difficulty
+    prompts: dict[str, str] = field(default_factory=_paper_rewrite_prompts)
+    system: str | None = PAPER_SYSTEM  # the authors' system turn; None = the template's own
+    temperature: float = 0.0
+    max_tokens: int = 2048
+    shard_size: int = 1_000
+    batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        require(0 <= self.solvability_share <= 1, "solvability_share must be in [0, 1]")
+        require(
+            set(self.prompts) == {"solvability", "difficulty"},
+            f"prompts has goals {sorted(self.prompts)}; give exactly solvability and difficulty",
+        )
+        for goal, name in self.prompts.items():
+            check_prompt(name, f"rewrite-{goal}", f"prompts.{goal}")
+        sampling_limits(self.temperature, 1.0, self.max_tokens)
+        positive(shard_size=self.shard_size, batch_size=self.batch_size)
 
 
 def goals(n: int, seed: int, solvability_share: float) -> list[str]:
@@ -87,6 +125,6 @@ STAGE = Stage(
     "qpo-rewrite",
     "rewrite sampled questions toward solvability or difficulty",
     run,
-    config=S.QpoRewriteConfig,
+    config=QpoRewriteConfig,
     inputs=("qpo-sample",),
 )

@@ -3,10 +3,16 @@ model), the raw material the optimizer rewrites for QPO. Settings as question ge
 
 from __future__ import annotations
 
-from sqjax.pipeline import sections as S
+from dataclasses import dataclass
+
 from sqjax.pipeline.context import StageContext
 from sqjax.pipeline.stage import Stage
-from sqjax.question.generation import generate_questions
+from sqjax.question.generation import QuestionSampling, generate_questions
+
+
+@dataclass(frozen=True)
+class QpoSampleConfig(QuestionSampling):
+    """Stage qpo-sample: 10K questions from each QFT model (`qft:<m>` for m in qft.models)."""
 
 
 def run(ctx: StageContext) -> None:
@@ -18,7 +24,7 @@ STAGE = Stage(
     "qpo-sample",
     "sample questions from each QFT model for QPO",
     run,
-    config=S.QpoSampleConfig,
+    config=QpoSampleConfig,
     inputs=("qft",),
     config_deps=("qft.models",),
 )

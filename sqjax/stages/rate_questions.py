@@ -12,14 +12,48 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
+from dataclasses import dataclass, field
 
-from sqjax.pipeline import sections as S
+from sqjax.pipeline.checks import positive, require, sampling_limits
+from sqjax.pipeline.config import MODEL
 from sqjax.pipeline.context import ShardInfo, StageContext
 from sqjax.pipeline.stage import Stage
 from sqjax.question import quality
 from sqjax.question import solvability as sv
+from sqjax.question.http_rewriter import HttpEndpoint
 from sqjax.question.judging import llm_replies
-from sqjax.question.prompt_library import load_prompt
+from sqjax.question.prompt_library import PAPER_PROMPTS, PAPER_SYSTEM, check_prompt, load_prompt
+
+RATED_STAGES = ("qpo-sample", "gen-questions", "filter")
+
+
+@dataclass(frozen=True)
+class RateQuestionsConfig:
+    """Stage rate-questions: the paper's question-quality measurement (Figures 4, 5, 9): an
+    LLM judge (paper: GPT-4o) rates a sample of each (stage, generator)'s questions for
+    solvability (Figure 12 prompt, Yes/No) and difficulty level (Figure 13 prompt, very easy
+    .. very hard). Sources: raw QFT output (qpo-sample), generator output (gen-questions;
+    QPO output for `qpo:` generators) and filtered questions (filter). Empty judge = skip."""
+
+    judge: str | HttpEndpoint = field(default="", metadata=MODEL)  # model name or endpoint
+    sources: list[str] = field(default_factory=lambda: list(RATED_STAGES))
+    questions_per_source: int = 1_000  # seeded sample per (stage, generator); sqjax choice
+    solvability_prompt: str = PAPER_PROMPTS["solvability-check"]
+    difficulty_prompt: str = PAPER_PROMPTS["difficulty-rating"]
+    system: str | None = PAPER_SYSTEM
+    temperature: float = 0.0
+    max_tokens: int = 2048
+    batch_size: int = 64
+    shard_size: int = 1_000
+
+    def __post_init__(self) -> None:
+        unknown = [s for s in self.sources if s not in RATED_STAGES]
+        require(not unknown, f"sources {unknown} not among {list(RATED_STAGES)}")
+        check_prompt(self.solvability_prompt, "solvability-check", "solvability_prompt")
+        check_prompt(self.difficulty_prompt, "difficulty-rating", "difficulty_prompt")
+        sampling_limits(self.temperature, 1.0, self.max_tokens)
+        positive(questions_per_source=self.questions_per_source)
+        positive(batch_size=self.batch_size, shard_size=self.shard_size)
 
 
 def sample_sources(ctx: StageContext) -> list[dict]:
@@ -107,6 +141,6 @@ STAGE = Stage(
     "rate-questions",
     ("rate questions' solvability and difficulty with an LLM judge (the paper's Fig. 4/5/9)"),
     run,
-    config=S.RateQuestionsConfig,
+    config=RateQuestionsConfig,
     inputs=("qpo-sample", "gen-questions", "filter"),
 )

@@ -16,18 +16,60 @@ also written to RUN/reward/dataset.jsonl, loadable with
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from sqjax.answer.scoring import pair_scores
 from sqjax.answer.selection import best_index, majority_vote
 from sqjax.data.jsonl import read_jsonl
 from sqjax.paths import AnyPath, as_path
-from sqjax.pipeline import sections as S
+from sqjax.pipeline.checks import positive, require
+from sqjax.pipeline.config import MODEL
 from sqjax.pipeline.context import ShardInfo, StageContext
 from sqjax.pipeline.models import llm_for
 from sqjax.pipeline.records import export_dataset, with_score, with_verdict
 from sqjax.pipeline.stage import Stage
 from sqjax.question.filters import clean_ratios
+
+DATASET_FIELDS = ("query", "response")
+
+
+@dataclass(frozen=True)
+class CleanRatioMeasure:
+    """The paper's Table 6 on the final data set (RUN/reward/dataset.jsonl): per evaluation
+    set of eval.benchmarks, the share of rows whose `fields` share no word n-gram with any of
+    its questions. A measurement only: it never drops a row (filter.decontam does that).
+    The paper checked 13-gram overlap with the test sets' questions; `fields` defaults to the
+    rows' questions (`query`), add `response` to check the answers too."""
+
+    enabled: bool = True
+    ngram: int = 13
+    fields: list[str] = field(default_factory=lambda: ["query"])
+
+    def __post_init__(self) -> None:
+        positive(ngram=self.ngram)
+        bad = [f for f in self.fields if f not in DATASET_FIELDS]
+        require(bool(self.fields) and not bad, f"fields={self.fields}: pick from {DATASET_FIELDS}")
+
+
+@dataclass(frozen=True)
+class RewardConfig:
+    """Stage reward: score every (question, response) and keep the best per question; then
+    measure the final data set's clean ratio against each evaluation set (Table 6)."""
+
+    model: str = field(default="", metadata=MODEL)
+    mode: Literal["reward_model", "judge"] = "reward_model"
+    max_len: int = 4096
+    judge_max_tokens: int = 1024  # mode=judge only
+    batch_size: int = 64
+    shard_size: int = 2_000
+    clean_ratio: CleanRatioMeasure = field(default_factory=CleanRatioMeasure)
+
+    def __post_init__(self) -> None:
+        positive(max_len=self.max_len, batch_size=self.batch_size)
+        positive(shard_size=self.shard_size, judge_max_tokens=self.judge_max_tokens)
+
 
 DATASET_FILE = "dataset.jsonl"
 
@@ -117,7 +159,7 @@ STAGE = Stage(
     "reward",
     "score responses with a reward model and keep the best per question",
     run,
-    config=S.RewardConfig,
+    config=RewardConfig,
     inputs=("gen-responses",),
     config_deps=("eval.benchmarks", "filter.decontam.enabled"),
 )

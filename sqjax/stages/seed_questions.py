@@ -8,14 +8,35 @@ Each row: id `<source>-<n:05d>` (n counted from 1 in file order), question, gene
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
+from sqjax import assets
 from sqjax.grading import gsm8k_gold, last_boxed_content
-from sqjax.pipeline import sections as S
 from sqjax.pipeline.context import StageContext
 from sqjax.pipeline.records import question_row
-from sqjax.pipeline.sections import SeedSource
 from sqjax.pipeline.stage import Stage
+
+
+@dataclass(frozen=True)
+class SeedSource:
+    """A JSONL file of seed questions and the field holding the question text."""
+
+    path: str
+    field: str = "question"
+    limit: int | None = None  # first `limit` rows only (demo / smoke runs)
+
+
+def _paper_seed_sources() -> list[SeedSource]:
+    return [SeedSource(assets.GSM8K_TRAIN, "question"), SeedSource(assets.MATH_TRAIN, "problem")]
+
+
+@dataclass(frozen=True)
+class SeedQuestionsConfig:
+    """Stage seed-questions: the bare questions QFT trains on (GSM8K + MATH train, ~15K)."""
+
+    sources: list[SeedSource] = field(default_factory=_paper_seed_sources)
+
 
 SHARD_SIZE = 5_000
 
@@ -64,5 +85,5 @@ STAGE = Stage(
     "seed-questions",
     "collect the bare seed questions (GSM8K + MATH train)",
     run,
-    config=S.SeedQuestionsConfig,
+    config=SeedQuestionsConfig,
 )

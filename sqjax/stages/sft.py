@@ -18,17 +18,69 @@ which `sft:<model>` names in later stages (eval). Publishing is shared with qft/
 from __future__ import annotations
 
 import random
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
-from sqjax.data.prompt_format import query_text, with_template
+from sqjax.data.prompt_format import (
+    DART_MATH_TEMPLATE,
+    check_template,
+    query_text,
+    with_template,
+)
 from sqjax.errors import SqjaxError
 from sqjax.pipeline import models
-from sqjax.pipeline import sections as S
+from sqjax.pipeline.checks import as_component, positive
+from sqjax.pipeline.config import MODEL
 from sqjax.pipeline.context import StageContext
-from sqjax.pipeline.sections import SftModel
 from sqjax.pipeline.stage import Stage
 from sqjax.question import training as tr
-from sqjax.training.config import micro_batches
+from sqjax.training.config import OptimConfig, micro_batches
+
+
+@dataclass(frozen=True)
+class SftModel:
+    """One base model to fine-tune and its learning rate."""
+
+    model: str = field(default="", metadata=MODEL)
+    lr: float = 1e-5
+
+    def __post_init__(self) -> None:
+        as_component(OptimConfig, lr=self.lr)
+
+
+@dataclass(frozen=True)
+class SftConfig:
+    """Stage sft: each base model on the (query, response) pairs; writes `sft:<model>`."""
+
+    models: list[SftModel] = field(default_factory=list)
+    # The prompt of the final SFT, and of evaluating its models (`sft:<m>`), so training and
+    # evaluation see the same one: the paper follows DART-Math, whose `alpaca` template wraps
+    # the bare query; `model` = the tokenizer's own template. `instruction` is appended to
+    # each query (after a newline) in both; DART-Math adds none.
+    template: str = DART_MATH_TEMPLATE
+    instruction: str = ""
+    # Table 11 compares fixed-size subsets: train on `max_rows` rows drawn with
+    # `subsample_seed` (None = all); `extra_data` mixes in JSONL files of {query, response}
+    # (e.g. DART-Math's data) before subsampling. sqjax options, off by default.
+    max_rows: int | None = None
+    subsample_seed: int = 0
+    extra_data: list[str] = field(default_factory=list)
+    epochs: int = 3
+    warmup_ratio: float = 0.03  # then cosine
+    pack_len: int = 4096
+    batch_size: int = 64
+    loss: Literal["response", "all"] = "response"
+    max_steps: int | None = None
+    remat: Literal["none", "full", "dots"] = "full"  # as in QftConfig
+    accum_steps: int = 8  # 8 rows of pack_len per micro-batch
+
+    def __post_init__(self) -> None:
+        positive(epochs=self.epochs, pack_len=self.pack_len, batch_size=self.batch_size)
+        positive(max_steps=self.max_steps, max_rows=self.max_rows)
+        check_template(self.template, "template")
+        positive(accum_steps=self.accum_steps)
+        as_component(OptimConfig, warmup_ratio=self.warmup_ratio)
+
 
 SFT_MODES = {"response": "completion", "all": "full"}  # SftConfig.loss -> trainer sft_mode
 
@@ -156,6 +208,6 @@ STAGE = Stage(
     "sft",
     "fine-tune base models on the (query, response) pairs",
     run,
-    config=S.SftConfig,
+    config=SftConfig,
     inputs=("reward",),
 )
