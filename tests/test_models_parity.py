@@ -135,6 +135,7 @@ def test_chunked_attention_matches_transformers(arch, overrides, monkeypatch):
     from sqjax.models import decoder
 
     monkeypatch.setattr(decoder, "ATTN_CHUNK", 8)
+    monkeypatch.setattr(decoder, "ATTN_BLOCK", 8)
     hf = hf_model(arch, **overrides)
     ours = sqjax_twin(hf)
     ids_BL, mask_BL = padded_batch(LENGTHS, WIDTH, "left", seed=11)

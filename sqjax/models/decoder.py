@@ -19,9 +19,10 @@ from sqjax.models.cache import (
     write_rows,
 )
 from sqjax.models.config import ModelConfig, parse_dtype
-from sqjax.models.layers import RMSNorm, apply_rope, param, rope_tables
+from sqjax.models.layers import RMSNorm, apply_rope, param, rope_tables, swiglu
 
-ATTN_CHUNK = 512  # queries (and keys) per block when a call attends more than this many
+ATTN_CHUNK = 512  # a call attending more queries than this attends block by block
+ATTN_BLOCK = 256  # queries (and keys) per block then (CPU: 20% faster than 512 blocks)
 NO_WINDOW = 2**30  # the window of a full-attention layer in a model with sliding windows
 
 
@@ -118,7 +119,7 @@ def _attend(q_BLNH, k_BKHS, v_BKSH, mask_BLS):
     softmax (sqjax.models.attention: no [B, K, G, L, S] float32 logits, which for a 7B model
     at 4,096 tokens are 3.5 GiB per layer), else as two plain matmuls (`_gqa`)."""
     if q_BLNH.shape[1] > ATTN_CHUNK:
-        return chunked_gqa(q_BLNH, k_BKHS, v_BKSH, mask_BLS, q_chunk=ATTN_CHUNK, k_chunk=ATTN_CHUNK)
+        return chunked_gqa(q_BLNH, k_BKHS, v_BKSH, mask_BLS, q_chunk=ATTN_BLOCK, k_chunk=ATTN_BLOCK)
     return _gqa(q_BLNH, k_BKHS, v_BKSH, mask_BLS)
 
 
@@ -139,7 +140,7 @@ def _gqa(q_BLNH, k_BKHS, v_BKSH, mask_BLS):
 
 
 class MLP(nnx.Module):
-    """SwiGLU feed-forward: down(silu(gate(x)) * up(x))."""
+    """SwiGLU feed-forward: down(silu(gate(x)) * up(x)) (sqjax.models.layers.swiglu)."""
 
     def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs, layers: int | None = None):
         D, F, pd = cfg.hidden_size, cfg.intermediate_size, parse_dtype(cfg.param_dtype)
@@ -149,9 +150,8 @@ class MLP(nnx.Module):
 
     def __call__(self, x_BLD):
         dt = x_BLD.dtype
-        gate_BLF = jnp.einsum("BLD,DF->BLF", x_BLD, self.gate[...].astype(dt))
-        up_BLF = jnp.einsum("BLD,DF->BLF", x_BLD, self.up[...].astype(dt))
-        return jnp.einsum("BLF,FD->BLD", jax.nn.silu(gate_BLF) * up_BLF, self.down[...].astype(dt))
+        weights = (self.gate[...].astype(dt), self.up[...].astype(dt), self.down[...].astype(dt))
+        return swiglu(x_BLD, *weights)
 
 
 class Block(nnx.Module):

@@ -11,9 +11,16 @@ from flax import nnx
 from sqjax.models.config import ModelConfig, RopeScaling
 
 
-def param(rngs: nnx.Rngs, shape: tuple[int, ...], axes: tuple[str | None, ...], dtype,
-          scale: float | None = None, zeros: bool = False, ones: bool = False,
-          layers: int | None = None) -> nnx.Param:
+def param(
+    rngs: nnx.Rngs,
+    shape: tuple[int, ...],
+    axes: tuple[str | None, ...],
+    dtype,
+    scale: float | None = None,
+    zeros: bool = False,
+    ones: bool = False,
+    layers: int | None = None,
+) -> nnx.Param:
     """A parameter tagged with logical axis names (mapped to mesh axes by sqjax.sharding).
 
     `layers` stacks one copy per decoder layer on a leading `layers` axis (never sharded)."""
@@ -33,7 +40,9 @@ def param(rngs: nnx.Rngs, shape: tuple[int, ...], axes: tuple[str | None, ...], 
 class RMSNorm(nnx.Module):
     """RMSNorm computed in float32, as HF Llama does, then cast back."""
 
-    def __init__(self, dim: int, eps: float, param_dtype, rngs: nnx.Rngs, layers: int | None = None):
+    def __init__(
+        self, dim: int, eps: float, param_dtype, rngs: nnx.Rngs, layers: int | None = None
+    ):
         self.weight = param(rngs, (dim,), ("norm",), param_dtype, ones=True, layers=layers)
         self.eps = eps
 
@@ -76,3 +85,51 @@ def apply_rope(x_BLNH: jax.Array, cos_BLH: jax.Array, sin_BLH: jax.Array) -> jax
     rotated = jnp.concatenate([-x[..., half:], x[..., :half]], axis=-1)
     out = x * cos_BLH[:, :, None, :] + rotated * sin_BLH[:, :, None, :]
     return out.astype(x_BLNH.dtype)
+
+
+@jax.custom_vjp
+def swiglu(x_BLD: jax.Array, gate_DF: jax.Array, up_DF: jax.Array, down_FD: jax.Array) -> jax.Array:
+    """SwiGLU feed-forward, down(silu(x @ gate) * (x @ up)), with a hand-written backward.
+
+    XLA CPU feeds each weight-gradient dot (x^T @ d[gate or up]) a transposed [F, T] copy of
+    its right operand, and autodiff's elementwise gradients fused into every such copy and
+    into every consumer: the SiLU gradient was computed three or four times per layer, each
+    with a strided write (the largest non-matmul ops of a train step). Here the gradients of
+    gate and up are computed once and materialised (an optimisation barrier) before the
+    dots: MLP forward + backward at 4,096 tokens, D 512, F 1,408 on 2 CPU cores: 0.86 s of
+    CPU time with autodiff, 0.61 s with this.
+    """
+    return _swiglu_forward(x_BLD, gate_DF, up_DF, down_FD)[0]
+
+
+def _swiglu_forward(x_BLD, gate_DF, up_DF, down_FD):
+    gate_BLF = jnp.einsum("BLD,DF->BLF", x_BLD, gate_DF)
+    up_BLF = jnp.einsum("BLD,DF->BLF", x_BLD, up_DF)
+    out_BLD = jnp.einsum("BLF,FD->BLD", jax.nn.silu(gate_BLF) * up_BLF, down_FD)
+    return out_BLD, (x_BLD, gate_DF, up_DF, down_FD, gate_BLF, up_BLF)
+
+
+def _swiglu_backward(residuals, dout_BLD):
+    x_BLD, gate_DF, up_DF, down_FD, gate_BLF, up_BLF = residuals
+    dt = x_BLD.dtype
+    g_BLF = gate_BLF.astype(jnp.float32)
+    sig_BLF = jax.nn.sigmoid(g_BLF)
+    silu_BLF = g_BLF * sig_BLF
+    dh_BLF = jnp.einsum("BLD,FD->BLF", dout_BLD, down_FD, preferred_element_type=jnp.float32)
+    dup_BLF = (dh_BLF * silu_BLF).astype(dt)
+    dsilu_BLF = sig_BLF * (1.0 + g_BLF * (1.0 - sig_BLF))
+    dgate_BLF = (dh_BLF * up_BLF.astype(jnp.float32) * dsilu_BLF).astype(dt)
+    h_BLF = (silu_BLF * up_BLF.astype(jnp.float32)).astype(dt)
+    dgate_BLF, dup_BLF, h_BLF = jax.lax.optimization_barrier((dgate_BLF, dup_BLF, h_BLF))
+    dx_BLD = jnp.einsum("BLF,DF->BLD", dgate_BLF, gate_DF) + jnp.einsum(
+        "BLF,DF->BLD", dup_BLF, up_DF
+    )
+    return (
+        dx_BLD,
+        jnp.einsum("BLD,BLF->DF", x_BLD, dgate_BLF).astype(gate_DF.dtype),
+        jnp.einsum("BLD,BLF->DF", x_BLD, dup_BLF).astype(up_DF.dtype),
+        jnp.einsum("BLF,BLD->FD", h_BLF, dout_BLD).astype(down_FD.dtype),
+    )
+
+
+swiglu.defvjp(_swiglu_forward, _swiglu_backward)
