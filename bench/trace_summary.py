@@ -21,7 +21,7 @@ from collections import defaultdict
 COMPONENTS = (  # first match wins, tested on the sqjax frames from the innermost out
     ("lm_head", ("head_logprobs", "token_logprobs", "Decoder.logits")),
     ("attention", ("Attention.", "_gqa", "_attend", "chunked_gqa", "attention_mask")),
-    ("mlp", ("MLP.",)),
+    ("mlp", ("MLP.", "swiglu", "_swiglu_")),  # the backward's frames are swiglu's own
     ("norm", ("RMSNorm.",)),
     ("embed_rope", ("Decoder._embed", "rope_tables", "apply_rope")),
 )
