@@ -26,6 +26,12 @@ SFT_KEYS = {
     "targets": jnp.int32,
     "weights": jnp.float32,
 }
+REGRESSION_KEYS = {
+    "tokens": jnp.int32,
+    "segment_ids": jnp.int32,
+    "labels": jnp.float32,
+    "weights": jnp.float32,
+}
 TOTAL_STEPS = 1_000  # the schedule's length does not change the program
 
 
@@ -60,6 +66,7 @@ def train_step(cfg: ModelConfig, mesh: Mesh, t: TrainShape):
     from sqjax.training.config import DPOConfig, OptimConfig
     from sqjax.training.dpo import dpo_objective
     from sqjax.training.optimizer import make_optimizer, schedule
+    from sqjax.training.regression import regression_objective
     from sqjax.training.sft import sft_objective
     from sqjax.training.step import TrainState, batch_spec, make_train_step, state_sharding
 
@@ -79,6 +86,10 @@ def train_step(cfg: ModelConfig, mesh: Mesh, t: TrainShape):
         shapes = {k: (A, b, L) for k in dtypes}
         dtypes |= {"ref_chosen": jnp.float32, "ref_rejected": jnp.float32}
         shapes |= {"ref_chosen": (A, b), "ref_rejected": (A, b)}
+    elif t.loss == "regression":
+        objective = regression_objective()
+        dtypes = REGRESSION_KEYS
+        shapes = {k: (A, b, L) if k in ("tokens", "segment_ids") else (A, b) for k in dtypes}
     else:
         objective = sft_objective(t.remat, t.logits_chunk)
         dtypes, shapes = SFT_KEYS, {k: (A, b, L) for k in SFT_KEYS}
@@ -108,24 +119,9 @@ def reference_pass(cfg: ModelConfig, mesh: Mesh, t: TrainShape):
 
 
 def regressor_step(cfg: ModelConfig, mesh: Mesh, t: TrainShape):
-    """The difficulty regressor's train step (sqjax.question.difficulty.regressor_step)."""
-    from sqjax.question.difficulty import regressor_step as make_step
-
-    model = abstract_model(cfg.replace(head="score", num_labels=1), t.compute_dtype, "float32")
-    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    step, opt = make_step(graphdef, rest, lr=1e-5, total=TOTAL_STEPS, warmup=0)
-    opt_state = jax.eval_shape(opt.init, params)
-    p_s = state_shardings(params, mesh, TRAIN_RULES)
-    rep = NamedSharding(mesh, PartitionSpec())
-    opt_s = jax.tree.map(lambda _: rep, opt_state)
-    import optax
-
-    opt_s = optax.tree_map_params(
-        opt, lambda _, s: s, opt_state, p_s, transform_non_params=lambda _: rep
-    )
-    rows = [_sds((t.rows, t.seq_len), jnp.int32, batch_sharding(mesh, 2))] * 2
-    rows += [_sds((t.rows,), jnp.float32, batch_sharding(mesh, 1))] * 2
-    return step.lower(_with(params, p_s), _with(opt_state, opt_s), *rows)
+    """The difficulty regressor's train step: the trainer's step with the regression loss
+    (sqjax.training.regression) on the model with a score head."""
+    return train_step(cfg.replace(head="score", num_labels=1), mesh, t)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,6 +150,7 @@ class _AbstractLLM:
         self.weights = _with(weights, state_shardings(weights, mesh, SAMPLE_RULES))
         self.config, self.dtype, self.mesh = model.config, model.compute_dtype, mesh
         self.tokenizer, self.chunk = None, chunk
+        self.layout = "stacked"  # what an LLM runs on a TPU (sqjax.sampling.llm._layout)
 
     @staticmethod
     def sampler_programs(shard) -> tuple:
