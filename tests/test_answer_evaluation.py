@@ -8,7 +8,7 @@ import json
 import pytest
 from test_stage_a_fixtures import smol_tokenizer, write_jsonl
 
-from sqjax.answer.benchmarks import load_benchmark
+from sqjax.answer.benchmark_specs import load_benchmark
 from sqjax.answer.evaluation import (
     evaluate_rows,
     grade_outputs,

@@ -7,7 +7,7 @@ from unittest import mock
 
 import pytest
 
-from sqjax.data import benchmarks as bm
+from sqjax.data import math_datasets as bm
 from sqjax.errors import SqjaxError
 
 

@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from sqjax.data import benchmarks as bm
+from sqjax.data import math_datasets as bm
 from sqjax.data.decontam import EvalIndex, decontaminate
 from sqjax.data.dedup import (
     MinHasher,

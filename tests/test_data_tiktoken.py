@@ -8,7 +8,7 @@ import tiktoken
 
 from sqjax import assets
 from sqjax.data import asset_tokenizers as at
-from sqjax.data.benchmarks import gsm8k, math
+from sqjax.data.math_datasets import gsm8k, math
 from sqjax.data.tiktoken_convert import load_tiktoken_ranks
 
 EXTRA_TEXTS = [

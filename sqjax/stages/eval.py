@@ -3,7 +3,7 @@
 Models are `models` table names or training outputs (`sft:<m>`), so the same stage scores a
 base model before and after SFT. An `sft:<m>` model is prompted as it was trained
 (sft.template, sft.instruction: DART-Math's alpaca template by default); any other model with
-eval.template / eval.instruction (its own chat template and the \boxed{} instruction). Benchmarks are `name: spec` (sqjax.answer.benchmarks: JSONL
+eval.template / eval.instruction (its own chat template and the \boxed{} instruction). Benchmarks are `name: spec` (sqjax.answer.benchmark_specs: JSONL
 path, `hf:` or `tfds:`); `limit` keeps the first problems of each. The output rows are the
 inspection table (question, gold, output, extracted answer, verdict, grading method); the
 metrics hold `scores: {model: {bench: accuracy}}` for the report and `accuracy` with the
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from itertools import groupby
 
 from sqjax import assets
-from sqjax.answer.benchmarks import load_benchmark
+from sqjax.answer.benchmark_specs import load_benchmark
 from sqjax.answer.evaluation import evaluate_rows, greedy_generator, summarize
 from sqjax.data.jsonl import atomic_write_json
 from sqjax.data.prompt_format import (

@@ -1,7 +1,7 @@
 """Stage reward: score every (question, response), keep the best response per question.
 
 Scores come from a reward model (the paper's internlm2-7b-reward, or any HF score-head model)
-or, with `mode: judge`, from an LM's P("Yes") to a correctness question (sqjax.answer.scoring).
+or, with `mode: judge`, from an LM's P("Yes") to a correctness question (sqjax.answer.pair_scores).
 The argmax per question is kept, ties to the earliest response (sqjax.answer.selection). As an
 extra quality signal the paper lacks, each kept row also records the majority vote over the
 question's final answers: `scores.agreement` (share of responses in the majority cluster) and
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from sqjax.answer.scoring import pair_scores
+from sqjax.answer.pair_scores import pair_scores
 from sqjax.answer.selection import best_index, majority_vote
 from sqjax.data.jsonl import read_jsonl
 from sqjax.paths import AnyPath, as_path

@@ -14,7 +14,7 @@ import json
 import sys
 
 from sqjax import assets
-from sqjax.answer.benchmarks import load_benchmark
+from sqjax.answer.benchmark_specs import load_benchmark
 from sqjax.answer.evaluation import evaluate_checkpoint
 
 rows = load_benchmark("gsm8k", assets.GSM8K_TEST, limit=24)

