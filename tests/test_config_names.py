@@ -58,7 +58,7 @@ def test_plain_names_pass() -> None:
 def test_publish_never_deletes_outside_its_stage(tmp_path: Path, monkeypatch) -> None:
     """A config built without the loader (a notebook) still cannot make the publish step
     delete or replace a directory outside RUN/<stage>/."""
-    from sqjax.question import training as tr
+    from sqjax.pipeline import training as tr
     from sqjax.training import api
 
     victim = tmp_path / "victim"

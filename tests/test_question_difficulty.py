@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
+from sqjax import compile_budget
 from sqjax.question import difficulty as D
 from sqjax.question.filters import difficulty_cut
 
@@ -48,36 +49,78 @@ def test_difficulty_cut_drops_the_easiest_share_per_generator():
 
 
 @pytest.mark.slow
-def test_regressor_learns_and_exports(tmp_path):
+def test_regressor_learns_through_the_trainer_and_exports(tmp_path):
+    """The difficulty regressor is the trainer's `regression` loss: a zero score head on the
+    LM's decoder, MSE, sharded over the 8 test devices, checkpointed and exported as an HF
+    score-head directory that load_model reads back with the same predictions."""
     from test_question_tiny import tiny_model_dir
 
-    from sqjax.checkpoints.api import export_hf, load_model, load_tokenizer
+    from sqjax.checkpoints.api import load_model, load_tokenizer
+    from sqjax.data.jsonl import atomic_write_jsonl, load_jsonl
+    from sqjax.training.api import train
+    from sqjax.training.config import OptimConfig, TrainConfig
+    from sqjax.training.regression import predict, text_encoder, with_score_head
 
     d = tiny_model_dir(tmp_path / "m")
-    lm, tok = load_model(d, dtype="float32"), load_tokenizer(d)
-    model, enc = D.score_model_from_lm(lm), D.text_encoder(tok)
+    tok = load_tokenizer(d)
     texts = [f"What is {i} plus {i}?" for i in range(8)]
     texts += [f"A train leaves at {i} and a second train leaves an hour later" for i in range(8)]
     labels = [0.1] * 8 + [0.9] * 8
-    assert np.allclose(D.predict(model, enc, texts, batch_size=8, max_len=32), 0.0)  # zero head
-    model, losses = D.train_regressor(
-        model,
-        enc,
-        texts,
-        labels,
-        lr=3e-3,
-        epochs=8,
-        warmup_ratio=0.1,
+    enc = text_encoder(tok)
+    untrained = with_score_head(load_model(d, dtype="float32"))
+    assert np.allclose(predict(untrained, enc, texts, batch_size=8, max_len=32), 0.0)
+    atomic_write_jsonl(
+        tmp_path / "rows.jsonl", [{"text": t, "label": y} for t, y in zip(texts, labels)]
+    )
+    cfg = TrainConfig(
+        model=str(d),
+        tokenizer=tok,
+        data=(str(tmp_path / "rows.jsonl"),),
+        output_dir=str(tmp_path / "train"),
+        loss="regression",
+        pack=False,
+        seq_len=32,
         batch_size=8,
-        max_len=32,
-        seed=0,
+        epochs=8,
+        optim=OptimConfig(lr=3e-3, warmup_ratio=0.1),
+        save_every=4,
+        progress_bar=False,
     )
-    pred = D.predict(model, enc, texts, batch_size=8, max_len=32)
-    assert losses[-1] < 0.1 * losses[0]
-    assert D.spearman(pred, labels) > 0.8
-    export_hf(model, tmp_path / "score", tokenizer=tok)
-    again = load_model(tmp_path / "score", dtype="float32")
+    result = train(cfg)
+    losses = [r["loss"] for r in load_jsonl(result.metrics_path)]
+    assert result.steps == len(losses) == 16 and losses[-1] < 0.1 * losses[0]
+    again = load_model(result.hf_dir, dtype="float32")
     assert again.config.head == "score"
-    np.testing.assert_allclose(
-        D.predict(again, enc, texts, batch_size=8, max_len=32), pred, atol=1e-5
-    )
+    pred = predict(again, enc, texts, batch_size=8, max_len=32)
+    assert D.spearman(pred, labels) > 0.8
+    assert train(cfg).resumed_from == 16  # checkpointed: a rerun trains no step again
+
+
+def test_predict_compiles_once_per_shape(tmp_path):
+    from test_question_tiny import tiny_model_dir
+
+    from sqjax.checkpoints.api import load_model, load_tokenizer
+    from sqjax.training.regression import predict, text_encoder, with_score_head
+
+    d = tiny_model_dir(tmp_path / "m")
+    model, enc = with_score_head(load_model(d, dtype="float32")), text_encoder(load_tokenizer(d))
+    texts = ["What is 1 plus 1?", "What is 2 plus 2?"]
+    first = predict(model, enc, texts, batch_size=4, max_len=32)
+    before = compile_budget.totals()
+    second = predict(model, enc, texts, batch_size=4, max_len=32)
+    np.testing.assert_array_equal(first, second)
+    assert (compile_budget.totals() - before).programs == 0
+
+
+def test_plan_compiles_the_trainers_regressor_step(tmp_path):
+    """`sqjax plan` sizes the regressor with the trainer's own step (regression loss)."""
+    from test_question_tiny import tiny_model_dir
+
+    from sqjax.checkpoints.api import load_model
+    from sqjax.plan import programs as P
+    from sqjax.sharding import make_mesh
+
+    cfg = load_model(tiny_model_dir(tmp_path / "m"), dtype="float32").config
+    shape = P.TrainShape("regression", rows=8, seq_len=32, compute_dtype="float32")
+    compiled = P.regressor_step(cfg, make_mesh(), shape).compile()
+    assert compiled.memory_analysis() is not None

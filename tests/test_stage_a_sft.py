@@ -8,7 +8,8 @@ from test_stage_a_fixtures import run_config, smol_tokenizer
 
 from sqjax.data.packing import next_token_targets, pack_examples
 from sqjax.pipeline.context import StageContext
-from sqjax.stages.sft import train_config, training_rows
+from sqjax.pipeline.training import train_config
+from sqjax.stages.sft import recipe, training_rows
 from sqjax.training.inputs import sft_examples
 
 ROWS = [
@@ -24,7 +25,9 @@ def _config(tmp_path, loss: str):
         f"sft: {{models: [{{model: m, lr: 2.0e-5}}], loss: {loss}, pack_len: 256, batch_size: 4}}\n",
     )
     ctx = StageContext("sft", cfg, cfg.sft, tmp_path, {}, ("reward",))
-    return train_config(ctx, cfg.sft.models[0], "data.jsonl", "model", smol_tokenizer(), None)
+    return train_config(
+        ctx, "m", "data.jsonl", "model", smol_tokenizer(), None, recipe(cfg.sft, cfg.sft.models[0])
+    )
 
 
 def test_loss_mask_is_response_plus_end_token(tmp_path):

@@ -62,16 +62,11 @@ def _fake_trainer(tmp_path: Path, final_loss: float, calls: list):
 
 @pytest.fixture
 def sft_ctx(tmp_path: Path, monkeypatch):
+    from sqjax.pipeline import training
     from sqjax.training import api
 
-    monkeypatch.setattr(sft, "load_for_training", lambda ctx, ref: ("model", "tok", None))
-    monkeypatch.setattr(
-        sft,
-        "train_config",
-        lambda ctx, item, data, model, tok, compute: types.SimpleNamespace(
-            output_dir=str(ctx.stage_dir / "train" / item.model)
-        ),
-    )
+    tokenizer = types.SimpleNamespace(chat_template=None)
+    monkeypatch.setattr(training, "load_for_training", lambda ctx, ref: ("model", tokenizer, None))
     cfg = parse_config(
         "models: {m: {path: /m}}\nsft: {models: [{model: m, lr: 2.0e-5}]}\n", "t.yaml"
     )

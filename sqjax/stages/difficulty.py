@@ -4,7 +4,8 @@
    question that has a gold answer (GSM8K/MATH train; `max_questions` of them, a seeded
    subset), graded with sqjax.grading; fail rate = 1 - correct / samples.
 2. a fixed hash split holds out ~10% of the questions; the regressor (decoder of `model` +
-   scalar head, MSE; sqjax.question.difficulty) trains on the rest.
+   scalar head, MSE; sqjax.training.regression) trains on the rest with the trainer every
+   training stage uses (train_stage: shardings, checkpoints, resume).
 3. metrics: Spearman correlation and MSE of predicted vs held-out fail rates.
 Writes `difficulty:<model>` (an HF score-head directory) and, as rows, every labelled
 question with its split and prediction.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -25,12 +27,13 @@ from sqjax.grading import grade
 from sqjax.pipeline.checks import as_component, positive, sampling_limits
 from sqjax.pipeline.config import MODEL
 from sqjax.pipeline.context import ShardInfo, StageContext
-from sqjax.pipeline.models import llm_for, mesh_sizes
+from sqjax.pipeline.models import llm_for
 from sqjax.pipeline.stage import Stage
+from sqjax.pipeline.training import train_stage
 from sqjax.question import difficulty as D
-from sqjax.question import training as tr
 from sqjax.question.sampling import chat_replies
 from sqjax.training.config import OptimConfig
+from sqjax.training.regression import predict, text_encoder
 
 
 @dataclass(frozen=True)
@@ -116,40 +119,25 @@ def questions(ctx: StageContext) -> list[dict]:
     return rows
 
 
-def scorer(ctx: StageContext, train_rows: list[dict]):
-    """The trained regressor: loaded when this stage already wrote it, else trained."""
-    from sqjax.checkpoints.api import export_hf, load_model, load_tokenizer
-    from sqjax.sharding import TRAIN_RULES, make_mesh, shard_model
+def recipe(s: DifficultyConfig) -> dict[str, Any]:
+    """The regressor's trainer settings: MSE of a score head on the decoder of `model`."""
+    return {
+        "loss": "regression",
+        "pack": False,
+        "seq_len": s.max_len,
+        "batch_size": s.batch_size,
+        "epochs": s.epochs,
+        "optim": OptimConfig(lr=s.lr, warmup_ratio=s.warmup_ratio),
+    }
 
-    s, mesh = ctx.section, make_mesh(*mesh_sizes(ctx))
-    entry = ctx.model_entry(s.model)
-    tok = load_tokenizer(entry.path)
-    if tr.is_published(ctx, s.model):
-        path = tr.artifact_dir(ctx, s.model)
-        return load_model(path, dtype="float32", mesh=mesh), tok, mesh
-    lm = load_model(
-        entry.path, dtype="float32", param_dtype="float32", mesh=mesh, rules=TRAIN_RULES
-    )
-    model = shard_model(D.score_model_from_lm(lm), mesh, TRAIN_RULES)
-    del lm
-    model, losses = D.train_regressor(
-        model,
-        D.text_encoder(tok),
-        [r["question"] for r in train_rows],
-        [r["fail_rate"] for r in train_rows],
-        lr=s.lr,
-        epochs=s.epochs,
-        warmup_ratio=s.warmup_ratio,
-        batch_size=s.batch_size,
-        max_len=s.max_len,
-        seed=ctx.config.seed,
-        mesh=mesh,
-    )
-    ctx.set_metric(
-        "train", {"steps": len(losses), "first_loss": losses[0], "final_loss": losses[-1]}
-    )
-    export_hf(D.cast_model(model, entry.dtype), tr.artifact_dir(ctx, s.model), tokenizer=tok)
-    return model, tok, mesh
+
+def scorer(ctx: StageContext, train_rows: list[dict]) -> Any:
+    """The regressor (an LLM handle of `difficulty:<model>`), trained unless this stage
+    already published it."""
+    s = ctx.section
+    rows = [{"text": r["question"], "label": r["fail_rate"]} for r in train_rows]
+    train_stage(ctx, s.model, rows, recipe(s))
+    return llm_for(ctx, f"difficulty:{s.model}")
 
 
 def _finite(x: float) -> float | None:
@@ -162,14 +150,14 @@ def run(ctx: StageContext) -> None:
     labelled = ctx.map_shards(questions(ctx), fn, s.shard_size, step="solve").rows()
     held = D.heldout_ids([r["id"] for r in labelled], HELDOUT_SHARE)
     train_rows = [r for r in labelled if r["id"] not in held] or labelled
-    model, tok, mesh = scorer(ctx, train_rows)
-    pred = D.predict(
-        model,
-        D.text_encoder(tok),
+    regressor = scorer(ctx, train_rows)
+    pred = predict(
+        regressor.model,
+        text_encoder(regressor.tokenizer),
         [r["question"] for r in labelled],
         batch_size=s.batch_size,
         max_len=s.max_len,
-        mesh=mesh,
+        mesh=regressor.mesh,
     )
     rows = [
         {**r, "split": "heldout" if r["id"] in held else "train", "predicted_fail_rate": float(p)}

@@ -146,7 +146,7 @@ def _solvability(ctx: StageContext, rows: list[dict], info: ShardInfo) -> list[d
 
 
 def _difficulty_scores(ctx: StageContext, rows: list[dict]) -> list[dict]:
-    from sqjax.question.difficulty import predict, text_encoder
+    from sqjax.training.regression import predict, text_encoder
 
     cfg, dcfg = ctx.section.difficulty, ctx.config.difficulty
     apply_to = cfg.apply_to

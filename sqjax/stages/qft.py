@@ -17,11 +17,10 @@ from typing import Any, Literal
 from sqjax.pipeline.checks import as_component, positive, require
 from sqjax.pipeline.config import MODEL
 from sqjax.pipeline.context import StageContext
-from sqjax.pipeline.models import load_for_training
 from sqjax.pipeline.stage import Stage
-from sqjax.question import training as tr
+from sqjax.pipeline.training import train_stage
 from sqjax.question.probe import PROBE_SETTINGS, probe
-from sqjax.training.config import OptimConfig, micro_batches
+from sqjax.training.config import OptimConfig
 
 
 @dataclass(frozen=True)
@@ -64,32 +63,21 @@ def qft_examples(rows: list[dict], tokenizer: Any, loss: str) -> list:
     return sft_examples(rows, tokenizer, "qft", SFT_MODE[loss])
 
 
-def train_config(ctx: StageContext, model: str, data: str) -> Any:
-    from sqjax.training.config import OptimConfig, TrainConfig
-
-    s = ctx.section
-    policy, tokenizer, compute = load_for_training(ctx, model)
-    return TrainConfig(
-        model=policy,
-        tokenizer=tokenizer,
-        data=(data,),
-        output_dir=str(ctx.stage_dir / "train" / model),
-        loss="sft",
-        data_format="qft",
-        sft_mode=SFT_MODE[s.loss],
-        pack=True,
-        seq_len=s.seq_len,
-        batch_size=s.batch_size,
-        accum_steps=micro_batches(s.batch_size, s.accum_steps),
-        remat=s.remat,
-        epochs=s.epochs,
-        max_steps=s.max_steps,
-        optim=OptimConfig(lr=s.lr, warmup_ratio=s.warmup_ratio),
-        compute_dtype=compute,
-        seed=ctx.config.seed,
-        mesh=tr.mesh_tuple(ctx),
-        progress_bar=False,
-    )
+def recipe(s: QftConfig) -> dict[str, Any]:
+    """QFT's trainer settings (see the module docstring)."""
+    return {
+        "loss": "sft",
+        "data_format": "qft",
+        "sft_mode": SFT_MODE[s.loss],
+        "pack": True,
+        "seq_len": s.seq_len,
+        "batch_size": s.batch_size,
+        "accum_steps": s.accum_steps,
+        "remat": s.remat,
+        "epochs": s.epochs,
+        "max_steps": s.max_steps,
+        "optim": OptimConfig(lr=s.lr, warmup_ratio=s.warmup_ratio),
+    }
 
 
 def run(ctx: StageContext) -> None:
@@ -97,12 +85,7 @@ def run(ctx: StageContext) -> None:
     s = ctx.section
     for model in s.models:
         probe(ctx, model, s.probe_questions)
-        if tr.is_published(ctx, model):
-            ctx.log.info("qft:%s already written; not training again", model)
-            tr.restore_summary(ctx, model)
-        else:
-            data = tr.write_data(ctx, model, rows)
-            tr.train_and_publish(ctx, model, train_config(ctx, model, data))
+        train_stage(ctx, model, rows, recipe(s))
         probe(ctx, f"qft:{model}", s.probe_questions)
 
 

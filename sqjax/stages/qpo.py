@@ -15,11 +15,10 @@ from typing import Any, Literal
 from sqjax.errors import SqjaxError
 from sqjax.pipeline.checks import as_component, positive, require
 from sqjax.pipeline.context import StageContext
-from sqjax.pipeline.models import load_for_training
 from sqjax.pipeline.stage import Stage
-from sqjax.question import training as tr
+from sqjax.pipeline.training import train_stage
 from sqjax.question.probe import PROBE_SETTINGS, probe, reuse_probe
-from sqjax.training.config import DPOConfig, OptimConfig, micro_batches
+from sqjax.training.config import DPOConfig, OptimConfig
 
 
 @dataclass(frozen=True)
@@ -46,31 +45,21 @@ class QpoConfig:
         require(self.probe_questions >= 0, f"probe_questions={self.probe_questions} must be >= 0")
 
 
-def train_config(ctx: StageContext, model: str, data: str, batch_size: int) -> Any:
-    from sqjax.training.config import DPOConfig, OptimConfig, TrainConfig
-
-    s = ctx.section
-    policy, tokenizer, compute = load_for_training(ctx, f"qft:{model}")
-    return TrainConfig(
-        model=policy,
-        tokenizer=tokenizer,
-        data=(data,),
-        output_dir=str(ctx.stage_dir / "train" / model),
-        loss="dpo",
-        pack=False,
-        seq_len=s.max_len,
-        batch_size=batch_size,
-        accum_steps=micro_batches(batch_size, s.accum_steps),
-        remat=s.remat,
-        epochs=s.epochs,
-        max_steps=s.max_steps,
-        optim=OptimConfig(lr=s.lr, warmup_steps=s.warmup_steps),
-        dpo=DPOConfig(variant="sigmoid", beta=s.beta),
-        compute_dtype=compute,
-        seed=ctx.config.seed,
-        mesh=tr.mesh_tuple(ctx),
-        progress_bar=False,
-    )
+def recipe(s: QpoConfig, batch_size: int) -> dict[str, Any]:
+    """QPO's trainer settings: sigmoid DPO of `batch_size` pairs a step (see the module
+    docstring)."""
+    return {
+        "loss": "dpo",
+        "pack": False,
+        "seq_len": s.max_len,
+        "batch_size": batch_size,
+        "accum_steps": s.accum_steps,
+        "remat": s.remat,
+        "epochs": s.epochs,
+        "max_steps": s.max_steps,
+        "optim": OptimConfig(lr=s.lr, warmup_steps=s.warmup_steps),
+        "dpo": DPOConfig(variant="sigmoid", beta=s.beta),
+    }
 
 
 def run(ctx: StageContext) -> None:
@@ -97,13 +86,7 @@ def run(ctx: StageContext) -> None:
             )
         if not reuse_probe(ctx, "qft", f"qft:{model}", s.probe_questions):
             probe(ctx, f"qft:{model}", s.probe_questions)
-        if tr.is_published(ctx, model):
-            ctx.log.info("qpo:%s already written; not training again", model)
-            tr.restore_summary(ctx, model)
-        else:
-            data = tr.write_data(ctx, model, mine)
-            cfg = train_config(ctx, model, data, batch)
-            tr.train_and_publish(ctx, model, cfg, {"pairs": len(mine)})
+        train_stage(ctx, f"qft:{model}", mine, recipe(s, batch), extra={"pairs": len(mine)})
         probe(ctx, f"qpo:{model}", s.probe_questions)
 
 

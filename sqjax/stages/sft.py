@@ -11,8 +11,9 @@ its end-of-turn token only (`loss: response`; `all` puts every token in the loss
 packed into rows of `pack_len` tokens, warmup then cosine. Training is `sqjax.training`'s
 `train(cfg)` with Orbax checkpoints under RUN/sft/train/<model>/, so a killed run resumes from
 its last save; the exported HF directory (weights + tokenizer) becomes RUN/sft/artifacts/<model>,
-which `sft:<model>` names in later stages (eval). Publishing is shared with qft/qpo
-(sqjax.question.training). The stage's rows: one per model, naming its checkpoint.
+which `sft:<model>` names in later stages (eval). Training and publishing go through
+sqjax.pipeline.training.train_stage, as in qft, qpo and difficulty. The stage's rows: one per
+model, naming its checkpoint.
 """
 
 from __future__ import annotations
@@ -28,13 +29,12 @@ from sqjax.data.prompt_format import (
     with_template,
 )
 from sqjax.errors import SqjaxError
-from sqjax.pipeline import models
 from sqjax.pipeline.checks import as_component, positive
 from sqjax.pipeline.config import MODEL
 from sqjax.pipeline.context import StageContext
 from sqjax.pipeline.stage import Stage
-from sqjax.question import training as tr
-from sqjax.training.config import OptimConfig, micro_batches
+from sqjax.pipeline.training import artifact_dir, train_stage
+from sqjax.training.config import OptimConfig
 
 
 @dataclass(frozen=True)
@@ -130,54 +130,35 @@ def check_templates(ctx: StageContext) -> None:
         chat_format(with_template(tokenizer, ctx.section.template))
 
 
-def load_for_training(ctx: StageContext, ref: str) -> tuple[Any, Any, str | None]:
-    """models.load_for_training with the tokenizer given the configured chat template."""
-    path, tokenizer, compute = models.load_for_training(ctx, ref)
-    return path, with_template(tokenizer, ctx.section.template), compute
-
-
-def train_config(
-    ctx: StageContext, item: SftModel, data: str, model: Any, tokenizer: Any, compute: str | None
-):
-    """The TrainConfig of one base model (see the module docstring)."""
-    from sqjax.training.config import OptimConfig, TrainConfig
-
-    s = ctx.section
-    return TrainConfig(
-        model=model,
-        tokenizer=tokenizer,
-        data=(data,),
-        output_dir=str(ctx.stage_dir / "train" / item.model),
-        loss="sft",
-        data_format="chat",
-        sft_mode=SFT_MODES[s.loss],
-        pack=True,
-        seq_len=s.pack_len,
-        batch_size=s.batch_size,
-        accum_steps=micro_batches(s.batch_size, s.accum_steps),
-        remat=s.remat,
-        epochs=s.epochs,
-        max_steps=s.max_steps,
-        optim=OptimConfig(lr=item.lr, warmup_ratio=s.warmup_ratio),
-        compute_dtype=compute,
-        seed=ctx.config.seed,
-        mesh=tr.mesh_tuple(ctx),
-        export=True,
-        progress_bar=False,
-    )
+def recipe(s: SftConfig, item: SftModel) -> dict[str, Any]:
+    """The trainer settings of one base model (see the module docstring)."""
+    return {
+        "loss": "sft",
+        "data_format": "chat",
+        "sft_mode": SFT_MODES[s.loss],
+        "pack": True,
+        "seq_len": s.pack_len,
+        "batch_size": s.batch_size,
+        "accum_steps": s.accum_steps,
+        "remat": s.remat,
+        "epochs": s.epochs,
+        "max_steps": s.max_steps,
+        "optim": OptimConfig(lr=item.lr, warmup_ratio=s.warmup_ratio),
+    }
 
 
 def train_one(ctx: StageContext, item: SftModel, rows: list[dict]) -> None:
-    """Trains one base model (resuming its checkpoints) and publishes `sft:<model>`."""
-    if tr.is_published(ctx, item.model):
-        ctx.log.info("sft:%s already written; not training again", item.model)
-        tr.restore_summary(ctx, item.model)
-        return
-    data = tr.write_data(ctx, item.model, rows)
-    model, tokenizer, compute = load_for_training(ctx, item.model)
-    cfg = train_config(ctx, item, data, model, tokenizer, compute)
-    del model  # the config holds it; train() shards its own copy
-    tr.train_and_publish(ctx, item.model, cfg, {"lr": item.lr, "rows": len(rows)})
+    """Trains one base model (resuming its checkpoints) and publishes `sft:<model>`; its
+    tokenizer gets the configured chat template."""
+    template = ctx.section.template
+    train_stage(
+        ctx,
+        item.model,
+        rows,
+        recipe(ctx.section, item),
+        adapt_tokenizer=lambda tokenizer: with_template(tokenizer, template),
+        extra={"lr": item.lr, "rows": len(rows)},
+    )
 
 
 def run(ctx: StageContext) -> None:
@@ -197,7 +178,7 @@ def run(ctx: StageContext) -> None:
         {
             "model": item.model,
             "checkpoint": f"sft:{item.model}",
-            "path": str(tr.artifact_dir(ctx, item.model)),
+            "path": str(artifact_dir(ctx, item.model)),
         }
         for item in s.models
     ]

@@ -1,4 +1,5 @@
-"""`train(cfg)`: the one call a stage or a notebook makes to run SFT or DPO."""
+"""`train(cfg)`: the one call a stage or a notebook makes to run SFT, DPO or a score-head
+regression."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from sqjax.models.decoder import Decoder
 from sqjax.sharding import TRAIN_RULES, shard_model
 from sqjax.training.config import TrainConfig, TrainResult, micro_batches
 from sqjax.training.loop import mesh_for, run
+from sqjax.training.regression import with_score_head
 
 
 def with_precision(model: Decoder, compute_dtype: str | None) -> Decoder:
@@ -36,6 +38,8 @@ def _load(cfg: TrainConfig, mesh) -> tuple[Decoder, Any]:
     else:
         dtype = cfg.compute_dtype or "float32"
         model = sqjax.load_model(cfg.model, dtype=dtype, param_dtype="float32", mesh=mesh, rules=TRAIN_RULES)
+    if cfg.loss == "regression":
+        model = with_score_head(model)
     tokenizer = cfg.tokenizer if cfg.tokenizer is not None else cfg.model
     if not hasattr(tokenizer, "apply_chat_template"):
         tokenizer = sqjax.load_tokenizer(tokenizer)

@@ -23,7 +23,7 @@ def micro_batches(batch_size: int, accum_steps: int, rows: int = 1) -> int:
     ok = [a for a in range(1, min(accum_steps, batch_size) + 1) if batch_size % (a * rows) == 0]
     return max(ok, default=1)
 
-LOSSES = ("sft", "dpo")
+LOSSES = ("sft", "dpo", "regression")
 DPO_VARIANTS = ("sigmoid", "ipo", "hinge")
 SFT_MODES = ("full", "completion")
 REMAT_MODES = ("none", "full", "dots")
@@ -75,14 +75,16 @@ class TrainConfig:
     `model`: an HF directory (read with sqjax.load_model) or a Decoder. `tokenizer`: an HF
     tokenizer object or directory (None: the model directory). Data are JSONL files: SFT rows
     hold `question` (data_format "qft") or `query` + `response` ("chat"); DPO rows hold
-    `chosen` and `rejected` questions. `batch_size` counts rows (SFT) or pairs (DPO) per
+    `chosen` and `rejected` questions; regression rows hold `text` and `label` (the model
+    gets a scalar score head, sqjax.training.regression). `batch_size` counts rows (SFT,
+    regression) or pairs (DPO) per
     optimizer step, split into `accum_steps` micro-batches.
     """
 
     model: Any
     data: tuple[str, ...]
     output_dir: str
-    loss: Literal["sft", "dpo"] = "sft"
+    loss: Literal["sft", "dpo", "regression"] = "sft"
     tokenizer: Any = None
     data_format: Literal["qft", "chat"] = "qft"
     sft_mode: Literal["full", "completion"] = "full"

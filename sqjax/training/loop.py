@@ -15,11 +15,11 @@ import numpy as np
 from flax import nnx
 
 from sqjax import paths
-from sqjax.data.jsonl import atomic_write_bytes
+from sqjax.data.jsonl import atomic_write_bytes, read_jsonl
 from sqjax.errors import SqjaxError
 from sqjax.models.decoder import Decoder
 from sqjax.sharding import make_mesh
-from sqjax.training import inputs
+from sqjax.training import inputs, regression
 from sqjax.training.checkpointing import Checkpointer
 from sqjax.training.config import TrainConfig, TrainResult
 from sqjax.training.dpo import dpo_objective, reference_logprobs
@@ -90,6 +90,22 @@ def _dpo_data(cfg: TrainConfig, tokenizer: Any, model: Decoder) -> Data:
     return Data(it, n, objective)
 
 
+def _regression_data(cfg: TrainConfig, tokenizer: Any) -> Data:
+    rows = [row for path in cfg.data for row in read_jsonl(path, regression.FIELDS)]
+    it, n = regression.regression_iterator(
+        rows, tokenizer, cfg.seq_len, cfg.batch_size, seed=cfg.seed, epochs=cfg.epochs
+    )
+    return Data(it, n, regression.regression_objective())
+
+
+def _data(cfg: TrainConfig, tokenizer: Any, model: Decoder) -> Data:
+    if cfg.loss == "dpo":
+        return _dpo_data(cfg, tokenizer, model)
+    if cfg.loss == "regression":
+        return _regression_data(cfg, tokenizer)
+    return _sft_data(cfg, tokenizer)
+
+
 def _device_batch(batch: dict, cfg: TrainConfig, mesh) -> dict:
     local = inputs.local_rows(batch, cfg.accum_steps, jax.process_index(), jax.process_count())
     out = {}
@@ -108,7 +124,7 @@ def _counts(batch: dict) -> tuple[int, int]:
 def run(cfg: TrainConfig, model: Decoder, tokenizer: Any, mesh) -> TrainResult:
     """Trains `model` (already on `mesh`) as `cfg` says and returns where results went."""
     out = paths.as_path(cfg.output_dir)
-    data = _dpo_data(cfg, tokenizer, model) if cfg.loss == "dpo" else _sft_data(cfg, tokenizer)
+    data = _data(cfg, tokenizer, model)
     total = min(data.num_batches, cfg.max_steps or data.num_batches)
     graphdef, params = nnx.split(model, nnx.Param)
     optimizer = make_optimizer(cfg.optim, total)

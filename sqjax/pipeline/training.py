@@ -1,4 +1,4 @@
-"""Running the trainer for a stage and publishing its result as `<stage>:<model>`.
+"""How a stage trains a model (`train_stage`) and publishes the result as `<stage>:<model>`.
 
 The trainer writes checkpoints under RUN/<stage>/train/<model>/ (so a killed run resumes
 from its last checkpoint) and exports an HF directory there; the stage then moves that
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from sqjax import paths
@@ -24,6 +25,7 @@ from sqjax.data.jsonl import atomic_write_json, atomic_write_jsonl, load_jsonl
 from sqjax.errors import SqjaxError
 from sqjax.paths import AnyPath
 from sqjax.pipeline.context import StageContext
+from sqjax.pipeline.models import load_for_training, mesh_sizes
 from sqjax.pipeline.names import confined
 
 
@@ -100,6 +102,63 @@ def train_and_publish(ctx: StageContext, model: str, cfg: Any, extra: dict | Non
     return summary
 
 
-def mesh_tuple(ctx: StageContext) -> tuple[int, int, int]:
-    m = ctx.config.mesh
-    return (m.data, m.fsdp, m.tensor)
+def train_config(
+    ctx: StageContext,
+    name: str,
+    data: str,
+    model: Any,
+    tokenizer: Any,
+    compute: str | None,
+    recipe: Mapping[str, Any],
+) -> Any:
+    """The TrainConfig of `<stage>:<name>`: the recipe, with accum_steps lowered to a count
+    that splits batch_size (micro_batches), plus what the run fixes (output under
+    RUN/<stage>/train/<name>/, the run seed and mesh)."""
+    from sqjax.training.config import TrainConfig, micro_batches
+
+    recipe = dict(recipe)
+    recipe["accum_steps"] = micro_batches(recipe["batch_size"], recipe.get("accum_steps", 1))
+    return TrainConfig(
+        model=model,
+        tokenizer=tokenizer,
+        data=(data,),
+        output_dir=str(ctx.stage_dir / "train" / name),
+        compute_dtype=compute,
+        seed=ctx.config.seed,
+        mesh=mesh_sizes(ctx),
+        progress_bar=False,
+        **recipe,
+    )
+
+
+def train_stage(
+    ctx: StageContext,
+    model_ref: str,
+    rows: list[dict],
+    recipe: Mapping[str, Any],
+    *,
+    name: str | None = None,
+    adapt_tokenizer: Callable[[Any], Any] | None = None,
+    extra: dict | None = None,
+) -> dict | None:
+    """Trains `model_ref` (a `models` name or `<stage>:<name>`) on `rows` as `recipe` says
+    and publishes the result as `<this stage>:<name>` (default: the ref's model name);
+    returns the training summary. The one way a stage trains: qft, qpo, sft and the
+    difficulty regressor differ only by their recipe.
+
+    recipe: sqjax.training.config.TrainConfig fields (loss, data_format, seq_len, batch_size,
+      accum_steps, epochs, optim, ...); accum_steps is lowered to a count that splits
+      batch_size (micro_batches). The rest comes from the run: the weights, tokenizer
+      (`adapt_tokenizer` may change it, e.g. give it a chat template), compute dtype, seed
+      and mesh.
+    A published model is not trained again: its saved summary goes back into the manifest.
+    """
+    name = name or model_ref.rpartition(":")[2]
+    if is_published(ctx, name):
+        ctx.log.info("%s:%s already written; not training again", ctx.name, name)
+        return restore_summary(ctx, name)
+    data = write_data(ctx, name, rows)
+    path, tokenizer, compute = load_for_training(ctx, model_ref)
+    tokenizer = adapt_tokenizer(tokenizer) if adapt_tokenizer else tokenizer
+    cfg = train_config(ctx, name, data, path, tokenizer, compute, recipe)
+    return train_and_publish(ctx, name, cfg, extra)
