@@ -102,6 +102,15 @@ def train_and_publish(ctx: StageContext, model: str, cfg: Any, extra: dict | Non
     return summary
 
 
+STEP_SETTINGS = ("batch_size", "accum_steps", "remat", "epochs", "max_steps")
+
+
+def section_recipe(section: Any, **fields: Any) -> dict[str, Any]:
+    """A recipe from a training stage's settings: the step settings every such stage names
+    alike (STEP_SETTINGS), then `fields`, which take precedence."""
+    return {**{k: getattr(section, k) for k in STEP_SETTINGS}, **fields}
+
+
 def train_config(
     ctx: StageContext,
     name: str,

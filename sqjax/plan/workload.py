@@ -2,7 +2,8 @@
 
 A stage becomes a list of `Job`s: one program (train step, reference pass, insert, decode,
 score) of one model with its configured sizes, and the number of calls the stage's workload
-makes. Sizes come from the config; the sizes of data the config does not fix are the
+makes. Each stage declares its own workload next to its run function (`Stage.workload`, built
+from `train_jobs` and `sample_jobs` here); `jobs` asks the config's registry. Sizes come from the config; the sizes of data the config does not fix are the
 assumptions below (the paper's corpora and typical lengths), so a time estimate is only as
 good as them: each is named in the plan's JSON.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Any
 
 from sqjax.pipeline.config import RunSettings
 from sqjax.plan.programs import SampleShape, TrainShape
@@ -50,7 +52,19 @@ class Job:
         return (self.model.rpartition(":")[2], self.kind, shape, self.span)
 
 
-def _train(stage, section, model, loss, rows, seq_len, examples, tokens_each, epochs) -> list[Job]:
+def train_jobs(
+    stage: str,
+    section: Any,
+    model: str,
+    loss: str,
+    rows: int,
+    seq_len: int,
+    examples: float,
+    tokens_each: int,
+    epochs: int,
+) -> list[Job]:
+    """The train step (and, for DPO, the reference pass) of one model: `examples` of
+    `tokens_each` tokens for `epochs`, `rows` per step (SFT rows packed to seq_len)."""
     t = TrainShape(loss, rows, seq_len, micro_batches(rows, section.accum_steps), section.remat)
     per_row = seq_len if loss == "sft" else 1  # packed SFT rows hold seq_len tokens
     steps = math.ceil(examples * tokens_each / per_row / rows) * epochs
@@ -62,8 +76,21 @@ def _train(stage, section, model, loss, rows, seq_len, examples, tokens_each, ep
     return jobs
 
 
-def _sample(stage, model, slots, rows_multiple, prompt, max_tokens, mean_out, samples, n, dtype):
-    """Insert and decode jobs of `samples` completions, `n` per distinct prompt."""
+def sample_jobs(
+    run: RunSettings,
+    stage: str,
+    model: str,
+    slots: int,
+    rows_multiple: int,
+    prompt: int,
+    max_tokens: int,
+    mean_out: int,
+    samples: float,
+    n: int = 1,
+) -> list[Job]:
+    """Insert and decode jobs of `samples` completions of `model`, `n` per distinct prompt,
+    `slots` rows (rounded up to the mesh's rows_multiple)."""
+    dtype = run.models[model.rpartition(":")[2]].dtype
     B = round_up(slots, rows_multiple)
     cache = bucket(prompt + max_tokens)
     U = min(B, round_up(pow2(max(1, B // n)), rows_multiple))  # as Engine._insert
@@ -76,172 +103,24 @@ def _sample(stage, model, slots, rows_multiple, prompt, max_tokens, mean_out, sa
     ]
 
 
+def answer_jobs(
+    run: RunSettings,
+    stage: str,
+    model: str,
+    slots: int,
+    rows_multiple: int,
+    max_tokens: int,
+    questions: float,
+    n: int = 1,
+) -> list[Job]:
+    """sample_jobs of `n` chain-of-thought answers to each of `questions` (answering prompts
+    and responses of the assumed mean lengths)."""
+    prompt, out = ANSWER_PROMPT_TOKENS, RESPONSE_TOKENS
+    args = (slots, rows_multiple, prompt, max_tokens, out, questions * n)
+    return sample_jobs(run, stage, model, *args, n=n)
+
+
 def jobs(run: RunSettings, stage: str, rows_multiple: int) -> list[Job]:
     """The jobs of one stage (an empty list for stages without device programs)."""
-    m = run.models
-
-    def dt(ref: str) -> str:
-        return m[ref.rpartition(":")[2]].dtype
-
-    def sampler(stg, ref, slots, prompt, max_tokens, mean_out, samples, n=1):
-        return _sample(
-            stg, ref, slots, rows_multiple, prompt, max_tokens, mean_out, samples, n, dt(ref)
-        )
-
-    out: list[Job] = []
-    if stage == "qft":
-        s = run.qft
-        for ref in s.models:
-            out += _train(
-                stage,
-                s,
-                ref,
-                "sft",
-                s.batch_size,
-                s.seq_len,
-                SEED_QUESTIONS,
-                QUESTION_TOKENS + PREFIX_TOKENS,
-                s.epochs,
-            )
-    elif stage == "qpo-sample":
-        s = run.qpo_sample
-        for ref in run.qft.models:
-            out += sampler(
-                stage,
-                f"qft:{ref}",
-                s.batch_size,
-                PREFIX_TOKENS,
-                s.max_tokens,
-                QUESTION_TOKENS,
-                s.num_questions,
-                n=s.num_questions,
-            )
-    elif stage == "qpo":
-        s = run.qpo
-        for ref in run.qft.models:
-            out += _train(
-                stage,
-                s,
-                f"qft:{ref}",
-                "dpo",
-                s.batch_size,
-                s.max_len,
-                run.qpo_sample.num_questions,
-                1,
-                s.epochs,
-            )
-    elif stage == "gen-questions":
-        s = run.gen_questions
-        for ref in s.generators:
-            out += sampler(
-                stage,
-                ref,
-                s.batch_size,
-                PREFIX_TOKENS,
-                s.max_tokens,
-                QUESTION_TOKENS,
-                s.num_questions,
-                n=s.num_questions,
-            )
-    elif stage == "difficulty":
-        s = run.difficulty
-        questions = min(SEED_QUESTIONS, s.max_questions or SEED_QUESTIONS)
-        out += sampler(
-            stage,
-            s.solver,
-            s.batch_size,
-            ANSWER_PROMPT_TOKENS,
-            s.max_tokens,
-            RESPONSE_TOKENS,
-            questions * s.samples_per_question,
-            n=s.samples_per_question,
-        )
-        t = TrainShape("regression", s.batch_size, s.max_len)
-        steps = math.ceil(questions / s.batch_size) * s.epochs
-        out.append(
-            Job(
-                stage,
-                f"difficulty:{s.model}",
-                "regressor",
-                t,
-                steps,
-                tokens=s.batch_size * s.max_len,
-            )
-        )
-    elif stage == "filter":
-        f = run.filter
-        generated = run.gen_questions.num_questions * len(run.gen_questions.generators)
-        if f.solvability.enabled:
-            out += sampler(
-                stage,
-                f.solvability.judge,
-                f.solvability.batch_size,
-                JUDGE_PROMPT_TOKENS,
-                f.solvability.max_tokens,
-                JUDGE_TOKENS,
-                generated,
-            )
-        if f.difficulty.enabled:
-            rows = round_up(run.difficulty.batch_size, rows_multiple)
-            shape = (rows, run.difficulty.max_len, "reward")
-            out.append(Job(stage, f.difficulty.scorer, "score", shape, generated / rows))
-    elif stage == "gen-responses":
-        s = run.gen_responses
-        questions = run.gen_questions.num_questions * len(run.gen_questions.generators)
-        questions *= KEPT_AFTER_FILTER
-        out += sampler(
-            stage,
-            s.solver,
-            s.batch_size,
-            ANSWER_PROMPT_TOKENS,
-            s.max_tokens,
-            RESPONSE_TOKENS,
-            questions * s.n,
-            n=s.n,
-        )
-    elif stage == "reward":
-        s = run.reward
-        pairs = run.gen_questions.num_questions * len(run.gen_questions.generators)
-        pairs *= KEPT_AFTER_FILTER * run.gen_responses.n
-        rows = round_up(pow2(s.batch_size), rows_multiple)
-        mean_len = ANSWER_PROMPT_TOKENS + RESPONSE_TOKENS
-        # one compile at max_len for memory; calls scaled to the mean length (time)
-        kind = "reward" if s.mode == "reward_model" else "next"  # judge: P(yes) of an LM
-        out.append(
-            Job(
-                stage,
-                s.model,
-                "score",
-                (rows, s.max_len, kind),
-                pairs / rows * mean_len / s.max_len,
-            )
-        )
-    elif stage == "sft":
-        s = run.sft
-        responses = run.gen_questions.num_questions * len(run.gen_questions.generators)
-        responses *= KEPT_AFTER_FILTER
-        for item in s.models:
-            out += _train(
-                stage,
-                s,
-                item.model,
-                "sft",
-                s.batch_size,
-                s.pack_len,
-                responses,
-                ANSWER_PROMPT_TOKENS + RESPONSE_TOKENS,
-                s.epochs,
-            )
-    elif stage == "eval":
-        s = run.eval
-        for ref in s.models:
-            out += sampler(
-                stage,
-                ref,
-                s.batch_size,
-                ANSWER_PROMPT_TOKENS,
-                s.max_tokens,
-                RESPONSE_TOKENS,
-                EVAL_PROBLEMS,
-            )
-    return out
+    workload = run.stages.get(stage).workload
+    return workload(run, stage, rows_multiple) if workload else []

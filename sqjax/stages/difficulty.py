@@ -13,6 +13,7 @@ question with its split and prediction.
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +31,8 @@ from sqjax.pipeline.context import ShardInfo, StageContext
 from sqjax.pipeline.models import llm_for
 from sqjax.pipeline.stage import Stage
 from sqjax.pipeline.training import train_stage
+from sqjax.plan import workload as W
+from sqjax.plan.programs import TrainShape
 from sqjax.question import difficulty as D
 from sqjax.question.sampling import chat_replies
 from sqjax.training.config import OptimConfig
@@ -181,10 +184,25 @@ def run(ctx: StageContext) -> None:
     ctx.declare_row_stats("fail_rate", "predicted_fail_rate")
 
 
+def workload(run: Any, stage: str, rows_multiple: int) -> list[W.Job]:
+    """The solver's graded samples, then the regressor's train step."""
+    s = run.difficulty
+    questions = min(W.SEED_QUESTIONS, s.max_questions or W.SEED_QUESTIONS)
+    n = s.samples_per_question
+    jobs = W.answer_jobs(
+        run, stage, s.solver, s.batch_size, rows_multiple, s.max_tokens, questions, n
+    )
+    shape = TrainShape("regression", s.batch_size, s.max_len)
+    steps = math.ceil(questions / s.batch_size) * s.epochs
+    tokens = s.batch_size * s.max_len
+    return [*jobs, W.Job(stage, f"difficulty:{s.model}", "regressor", shape, steps, tokens=tokens)]
+
+
 STAGE = Stage(
     "difficulty",
     "train the fail-rate regressor used by the difficulty filter",
     run,
     config=DifficultyConfig,
     inputs=("seed-questions",),
+    workload=workload,
 )

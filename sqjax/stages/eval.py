@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from itertools import groupby
+from typing import Any
 
 from sqjax import assets
 from sqjax.answer.benchmark_specs import load_benchmark
@@ -32,6 +33,7 @@ from sqjax.pipeline.config import DIR_NAMES, MODEL
 from sqjax.pipeline.context import ShardInfo, StageContext
 from sqjax.pipeline.models import forget, llm_for
 from sqjax.pipeline.stage import Stage
+from sqjax.plan import workload as W
 
 
 def _paper_benchmarks() -> dict[str, str]:
@@ -122,10 +124,23 @@ def run(ctx: StageContext) -> None:
     ctx.declare_row_stats("num_tokens")
 
 
+def workload(run: Any, stage: str, rows_multiple: int) -> list[W.Job]:
+    """Greedy answers to the benchmarks' problems, per evaluated model."""
+    s = run.eval
+    return [
+        job
+        for ref in s.models
+        for job in W.answer_jobs(
+            run, stage, ref, s.batch_size, rows_multiple, s.max_tokens, W.EVAL_PROBLEMS
+        )
+    ]
+
+
 STAGE = Stage(
     "eval",
     "evaluate models on math benchmarks (zero-shot CoT, greedy)",
     run,
     config=EvalConfig,
     config_deps=("sft.template", "sft.instruction"),
+    workload=workload,
 )

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from sqjax.pipeline.checks import positive, require
 from sqjax.pipeline.config import MODEL
@@ -28,11 +28,14 @@ from sqjax.pipeline.context import ShardInfo, StageContext
 from sqjax.pipeline.models import llm_for
 from sqjax.pipeline.records import with_score, with_verdict
 from sqjax.pipeline.stage import Stage
+from sqjax.plan import workload as W
 from sqjax.question import filters as F
 from sqjax.question import solvability as sv
 from sqjax.question.judging import ask_judge
 from sqjax.question.language import LanguageFilter, language_reason
 from sqjax.question.prompt_library import PAPER_PROMPTS, PAPER_SYSTEM, check_prompt, load_prompt
+from sqjax.sampling.engine import round_up
+from sqjax.stages.gen_questions import generated
 
 
 @dataclass(frozen=True)
@@ -255,6 +258,31 @@ def run(ctx: StageContext) -> None:
     ctx.declare_row_stats("num_tokens")
 
 
+def workload(run: Any, stage: str, rows_multiple: int) -> list[W.Job]:
+    """The solvability judge's samples and the difficulty scorer's passes over every
+    generated question."""
+    f, generated_n = run.filter, generated(run)
+    jobs: list[W.Job] = []
+    if f.solvability.enabled:
+        j = f.solvability
+        jobs += W.sample_jobs(
+            run,
+            stage,
+            j.judge,
+            j.batch_size,
+            rows_multiple,
+            W.JUDGE_PROMPT_TOKENS,
+            j.max_tokens,
+            W.JUDGE_TOKENS,
+            generated_n,
+        )
+    if f.difficulty.enabled:
+        rows = round_up(run.difficulty.batch_size, rows_multiple)
+        shape = (rows, run.difficulty.max_len, "reward")
+        jobs.append(W.Job(stage, f.difficulty.scorer, "score", shape, generated_n / rows))
+    return jobs
+
+
 STAGE = Stage(
     "filter",
     "language, solvability, difficulty, dedup, decontamination filters",
@@ -262,4 +290,5 @@ STAGE = Stage(
     config=FilterConfig,
     inputs=("gen-questions",),
     config_deps=("eval.benchmarks", "difficulty.batch_size", "difficulty.max_len"),
+    workload=workload,
 )

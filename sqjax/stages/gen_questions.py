@@ -7,11 +7,13 @@ cut at max_tokens (kept: the paper does not drop them; the filters judge them)."
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqjax.errors import SqjaxError
 from sqjax.pipeline.config import MODEL
 from sqjax.pipeline.context import StageContext
 from sqjax.pipeline.stage import Stage
+from sqjax.plan import workload as W
 from sqjax.question.generation import QuestionSampling, generate_questions
 
 
@@ -30,9 +32,41 @@ def run(ctx: StageContext) -> None:
     generate_questions(ctx, list(ctx.section.generators), ctx.section)
 
 
+def generated(run: Any) -> float:
+    """Questions all generators write (what filter, gen-responses, reward and sft size from)."""
+    return run.gen_questions.num_questions * len(run.gen_questions.generators)
+
+
+def sampling_jobs(
+    run: Any, stage: str, refs: list[str], s: QuestionSampling, rows_multiple: int
+) -> list[W.Job]:
+    """Insert and decode jobs of `s.num_questions` questions from each model's prefix."""
+    return [
+        job
+        for ref in refs
+        for job in W.sample_jobs(
+            run,
+            stage,
+            ref,
+            s.batch_size,
+            rows_multiple,
+            W.PREFIX_TOKENS,
+            s.max_tokens,
+            W.QUESTION_TOKENS,
+            s.num_questions,
+            n=s.num_questions,
+        )
+    ]
+
+
+def workload(run: Any, stage: str, rows_multiple: int) -> list[W.Job]:
+    return sampling_jobs(run, stage, run.gen_questions.generators, run.gen_questions, rows_multiple)
+
+
 STAGE = Stage(
     "gen-questions",
     "sample questions from scratch with each generator",
     run,
     config=GenQuestionsConfig,
+    workload=workload,
 )

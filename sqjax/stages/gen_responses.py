@@ -27,6 +27,8 @@ from sqjax.pipeline.context import ShardInfo, StageContext
 from sqjax.pipeline.models import llm_for
 from sqjax.pipeline.records import response_row
 from sqjax.pipeline.stage import Stage
+from sqjax.plan import workload as W
+from sqjax.stages.gen_questions import generated
 
 
 @dataclass(frozen=True)
@@ -132,10 +134,20 @@ def run(ctx: StageContext) -> None:
     ctx.declare_row_stats("num_tokens")
 
 
+def workload(run: Any, stage: str, rows_multiple: int) -> list[W.Job]:
+    """`n` answers to each question the filter keeps."""
+    s = run.gen_responses
+    questions = generated(run) * W.KEPT_AFTER_FILTER
+    return W.answer_jobs(
+        run, stage, s.solver, s.batch_size, rows_multiple, s.max_tokens, questions, s.n
+    )
+
+
 STAGE = Stage(
     "gen-responses",
     "write several chain-of-thought answers per question",
     run,
     config=GenResponsesConfig,
     inputs=("filter",),
+    workload=workload,
 )

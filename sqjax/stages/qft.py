@@ -18,7 +18,8 @@ from sqjax.pipeline.checks import as_component, positive, require
 from sqjax.pipeline.config import MODEL
 from sqjax.pipeline.context import StageContext
 from sqjax.pipeline.stage import Stage
-from sqjax.pipeline.training import train_stage
+from sqjax.pipeline.training import section_recipe, train_stage
+from sqjax.plan import workload as W
 from sqjax.question.probe import PROBE_SETTINGS, probe
 from sqjax.training.config import OptimConfig
 
@@ -65,19 +66,15 @@ def qft_examples(rows: list[dict], tokenizer: Any, loss: str) -> list:
 
 def recipe(s: QftConfig) -> dict[str, Any]:
     """QFT's trainer settings (see the module docstring)."""
-    return {
-        "loss": "sft",
-        "data_format": "qft",
-        "sft_mode": SFT_MODE[s.loss],
-        "pack": True,
-        "seq_len": s.seq_len,
-        "batch_size": s.batch_size,
-        "accum_steps": s.accum_steps,
-        "remat": s.remat,
-        "epochs": s.epochs,
-        "max_steps": s.max_steps,
-        "optim": OptimConfig(lr=s.lr, warmup_ratio=s.warmup_ratio),
-    }
+    return section_recipe(
+        s,
+        loss="sft",
+        data_format="qft",
+        sft_mode=SFT_MODE[s.loss],
+        pack=True,
+        seq_len=s.seq_len,
+        optim=OptimConfig(lr=s.lr, warmup_ratio=s.warmup_ratio),
+    )
 
 
 def run(ctx: StageContext) -> None:
@@ -89,6 +86,19 @@ def run(ctx: StageContext) -> None:
         probe(ctx, f"qft:{model}", s.probe_questions)
 
 
+def workload(run: Any, stage: str, rows_multiple: int) -> list[W.Job]:
+    """One SFT train step per model, over the seed questions (prefix + question tokens)."""
+    s = run.qft
+    tokens = W.QUESTION_TOKENS + W.PREFIX_TOKENS
+    return [
+        job
+        for ref in s.models
+        for job in W.train_jobs(
+            stage, s, ref, "sft", s.batch_size, s.seq_len, W.SEED_QUESTIONS, tokens, s.epochs
+        )
+    ]
+
+
 STAGE = Stage(
     "qft",
     "question fine-tuning: teach each solver to write questions",
@@ -96,4 +106,5 @@ STAGE = Stage(
     config=QftConfig,
     inputs=("seed-questions",),
     config_deps=PROBE_SETTINGS,
+    workload=workload,
 )

@@ -16,7 +16,8 @@ from sqjax.errors import SqjaxError
 from sqjax.pipeline.checks import as_component, positive, require
 from sqjax.pipeline.context import StageContext
 from sqjax.pipeline.stage import Stage
-from sqjax.pipeline.training import train_stage
+from sqjax.pipeline.training import section_recipe, train_stage
+from sqjax.plan import workload as W
 from sqjax.question.probe import PROBE_SETTINGS, probe, reuse_probe
 from sqjax.training.config import DPOConfig, OptimConfig
 
@@ -48,18 +49,15 @@ class QpoConfig:
 def recipe(s: QpoConfig, batch_size: int) -> dict[str, Any]:
     """QPO's trainer settings: sigmoid DPO of `batch_size` pairs a step (see the module
     docstring)."""
-    return {
-        "loss": "dpo",
-        "pack": False,
-        "seq_len": s.max_len,
-        "batch_size": batch_size,
-        "accum_steps": s.accum_steps,
-        "remat": s.remat,
-        "epochs": s.epochs,
-        "max_steps": s.max_steps,
-        "optim": OptimConfig(lr=s.lr, warmup_steps=s.warmup_steps),
-        "dpo": DPOConfig(variant="sigmoid", beta=s.beta),
-    }
+    return section_recipe(
+        s,
+        loss="dpo",
+        pack=False,
+        seq_len=s.max_len,
+        batch_size=batch_size,
+        optim=OptimConfig(lr=s.lr, warmup_steps=s.warmup_steps),
+        dpo=DPOConfig(variant="sigmoid", beta=s.beta),
+    )
 
 
 def run(ctx: StageContext) -> None:
@@ -90,6 +88,19 @@ def run(ctx: StageContext) -> None:
         probe(ctx, f"qpo:{model}", s.probe_questions)
 
 
+def workload(run: Any, stage: str, rows_multiple: int) -> list[W.Job]:
+    """A DPO step and reference pass per QFT model, one pair per sampled question."""
+    s = run.qpo
+    pairs = run.qpo_sample.num_questions
+    return [
+        job
+        for ref in run.qft.models
+        for job in W.train_jobs(
+            stage, s, f"qft:{ref}", "dpo", s.batch_size, s.max_len, pairs, 1, s.epochs
+        )
+    ]
+
+
 STAGE = Stage(
     "qpo",
     "question preference optimization (DPO) of each QFT model",
@@ -97,4 +108,5 @@ STAGE = Stage(
     config=QpoConfig,
     inputs=("qpo-pairs", "qft"),
     config_deps=("qft.models", *PROBE_SETTINGS),
+    workload=workload,
 )

@@ -4,10 +4,13 @@ model), the raw material the optimizer rewrites for QPO. Settings as question ge
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from sqjax.pipeline.context import StageContext
 from sqjax.pipeline.stage import Stage
+from sqjax.plan import workload as W
 from sqjax.question.generation import QuestionSampling, generate_questions
+from sqjax.stages.gen_questions import sampling_jobs
 
 
 @dataclass(frozen=True)
@@ -20,6 +23,11 @@ def run(ctx: StageContext) -> None:
     generate_questions(ctx, generators, ctx.section)
 
 
+def workload(run: Any, stage: str, rows_multiple: int) -> list[W.Job]:
+    refs = [f"qft:{m}" for m in run.qft.models]
+    return sampling_jobs(run, stage, refs, run.qpo_sample, rows_multiple)
+
+
 STAGE = Stage(
     "qpo-sample",
     "sample questions from each QFT model for QPO",
@@ -27,4 +35,5 @@ STAGE = Stage(
     config=QpoSampleConfig,
     inputs=("qft",),
     config_deps=("qft.models",),
+    workload=workload,
 )

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from sqjax.answer.pair_scores import pair_scores
 from sqjax.answer.selection import best_index, majority_vote
@@ -30,7 +30,10 @@ from sqjax.pipeline.context import ShardInfo, StageContext
 from sqjax.pipeline.models import llm_for
 from sqjax.pipeline.records import export_dataset, with_score, with_verdict
 from sqjax.pipeline.stage import Stage
+from sqjax.plan import workload as W
 from sqjax.question.filters import clean_ratios
+from sqjax.sampling.engine import pow2, round_up
+from sqjax.stages.gen_questions import generated
 
 DATASET_FIELDS = ("query", "response")
 
@@ -155,6 +158,18 @@ def run(ctx: StageContext) -> None:
     ctx.declare_row_stats("scores.reward", "scores.agreement")
 
 
+def workload(run: Any, stage: str, rows_multiple: int) -> list[W.Job]:
+    """One scoring pass per (question, response): compiled at max_len (memory), calls
+    scaled to the mean length (time); judge mode scores P(yes) with an LM."""
+    s = run.reward
+    pairs = generated(run) * W.KEPT_AFTER_FILTER * run.gen_responses.n
+    rows = round_up(pow2(s.batch_size), rows_multiple)
+    mean_len = W.ANSWER_PROMPT_TOKENS + W.RESPONSE_TOKENS
+    kind = "reward" if s.mode == "reward_model" else "next"
+    calls = pairs / rows * mean_len / s.max_len
+    return [W.Job(stage, s.model, "score", (rows, s.max_len, kind), calls)]
+
+
 STAGE = Stage(
     "reward",
     "score responses with a reward model and keep the best per question",
@@ -162,4 +177,5 @@ STAGE = Stage(
     config=RewardConfig,
     inputs=("gen-responses",),
     config_deps=("eval.benchmarks", "filter.decontam.enabled"),
+    workload=workload,
 )

@@ -33,7 +33,9 @@ from sqjax.pipeline.checks import as_component, positive
 from sqjax.pipeline.config import MODEL
 from sqjax.pipeline.context import StageContext
 from sqjax.pipeline.stage import Stage
-from sqjax.pipeline.training import artifact_dir, train_stage
+from sqjax.pipeline.training import artifact_dir, section_recipe, train_stage
+from sqjax.plan import workload as W
+from sqjax.stages.gen_questions import generated
 from sqjax.training.config import OptimConfig
 
 
@@ -132,19 +134,15 @@ def check_templates(ctx: StageContext) -> None:
 
 def recipe(s: SftConfig, item: SftModel) -> dict[str, Any]:
     """The trainer settings of one base model (see the module docstring)."""
-    return {
-        "loss": "sft",
-        "data_format": "chat",
-        "sft_mode": SFT_MODES[s.loss],
-        "pack": True,
-        "seq_len": s.pack_len,
-        "batch_size": s.batch_size,
-        "accum_steps": s.accum_steps,
-        "remat": s.remat,
-        "epochs": s.epochs,
-        "max_steps": s.max_steps,
-        "optim": OptimConfig(lr=item.lr, warmup_ratio=s.warmup_ratio),
-    }
+    return section_recipe(
+        s,
+        loss="sft",
+        data_format="chat",
+        sft_mode=SFT_MODES[s.loss],
+        pack=True,
+        seq_len=s.pack_len,
+        optim=OptimConfig(lr=item.lr, warmup_ratio=s.warmup_ratio),
+    )
 
 
 def train_one(ctx: StageContext, item: SftModel, rows: list[dict]) -> None:
@@ -185,10 +183,25 @@ def run(ctx: StageContext) -> None:
     ctx.map_shards(published, lambda chunk, info: chunk, len(published))
 
 
+def workload(run: Any, stage: str, rows_multiple: int) -> list[W.Job]:
+    """One SFT train step per base model, over the selected (question, response) pairs."""
+    s = run.sft
+    responses = generated(run) * W.KEPT_AFTER_FILTER
+    tokens = W.ANSWER_PROMPT_TOKENS + W.RESPONSE_TOKENS
+    return [
+        job
+        for item in s.models
+        for job in W.train_jobs(
+            stage, s, item.model, "sft", s.batch_size, s.pack_len, responses, tokens, s.epochs
+        )
+    ]
+
+
 STAGE = Stage(
     "sft",
     "fine-tune base models on the (query, response) pairs",
     run,
     config=SftConfig,
     inputs=("reward",),
+    workload=workload,
 )
