@@ -38,12 +38,19 @@ SAMPLE_RULES: Rules = {
 log = logging.getLogger(__name__)
 
 
+def check_mesh_sizes(sizes: Sequence[int]) -> None:
+    """SqjaxError unless every (data, fsdp, tensor) size is >= 1 or -1, and at most one is -1
+    (the rule of make_mesh, also checked when a run config is loaded)."""
+    named = dict(zip(MESH_AXES, sizes))
+    if any(s == 0 or s < -1 for s in sizes) or list(sizes).count(-1) > 1:
+        raise SqjaxError(f"mesh sizes {named}: each must be >= 1 or -1, at most one -1 (the rest)")
+
+
 def make_mesh(data: int = -1, fsdp: int = 1, tensor: int = 1, devices: Sequence | None = None) -> Mesh:
     """A (data, fsdp, tensor) mesh over all devices; one axis may be -1 (the rest)."""
     devices = list(jax.devices() if devices is None else devices)
     sizes = [data, fsdp, tensor]
-    if sizes.count(-1) > 1:
-        raise SqjaxError(f"mesh sizes {dict(zip(MESH_AXES, sizes))}: at most one axis may be -1")
+    check_mesh_sizes(sizes)
     known = math.prod(s for s in sizes if s != -1)
     if -1 in sizes:
         if len(devices) % known:

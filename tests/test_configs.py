@@ -200,6 +200,13 @@ def test_a_components_rule_is_checked_when_the_config_loads():
         parse_config("difficulty: {max_tokens: 0}", "c.yaml")
     with pytest.raises(SqjaxError, match=r"key 'eval.benchmarks': name 'a/b' becomes a dir"):
         parse_config("eval: {benchmarks: {a/b: x.jsonl}}", "c.yaml")
+    rule = r"mesh sizes \{'data': 0, 'fsdp': 1, 'tensor': 1\}: each must be >= 1 or -1"
+    with pytest.raises(SqjaxError, match=r"c\.yaml: key 'mesh': " + rule):
+        parse_config("mesh: {data: 0}", "c.yaml")
+    from sqjax.sharding import make_mesh
+
+    with pytest.raises(SqjaxError, match=rule):
+        make_mesh(0)
 
 
 def test_set_overrides_parse_yaml_and_are_type_checked(tmp_path):

@@ -9,6 +9,7 @@ reaches it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from sqjax.errors import SqjaxError
@@ -25,10 +26,11 @@ def positive(**values: int | None) -> None:
         require(value is None or value > 0, f"{name}={value} must be > 0")
 
 
-def as_component(cls: type, **values: Any) -> Any:
-    """`cls(**values)`, its SqjaxError turned into the ValueError a config check raises."""
+def as_component(check: Callable[..., Any], *args: Any, **values: Any) -> Any:
+    """`check(*args, **values)` (a component's config class or check), its SqjaxError turned
+    into the ValueError a config check raises."""
     try:
-        return cls(**values)
+        return check(*args, **values)
     except SqjaxError as e:
         raise ValueError(str(e)) from None
 

@@ -18,6 +18,7 @@ import yaml
 from sqjax import assets
 from sqjax.data.jsonl import not_utf8
 from sqjax.errors import SqjaxError
+from sqjax.pipeline.checks import as_component
 from sqjax.pipeline.names import check_name
 from sqjax.pipeline.stage import Registry, Stage
 from sqjax.pipeline.typed import build
@@ -49,9 +50,9 @@ class MeshConfig:
     tensor: int = 1
 
     def __post_init__(self) -> None:
-        sizes = (self.data, self.fsdp, self.tensor)
-        if any(s == 0 or s < -1 for s in sizes) or sizes.count(-1) > 1:
-            raise ValueError(f"mesh sizes {sizes}: each must be >= 1, at most one may be -1")
+        from sqjax.sharding import check_mesh_sizes
+
+        as_component(check_mesh_sizes, (self.data, self.fsdp, self.tensor))
 
 
 @dataclass(frozen=True)
