@@ -2,7 +2,9 @@
 
 The dataclass is built from a stage registry (`config_type`: the run-wide RunSettings plus one
 field per stage holding that stage's settings class); sqjax.registry builds the shipped one,
-`RunConfig`. A stage reads the config through a `StageView`. Unknown keys, wrong types and model names missing from the `models` table are SqjaxErrors
+`RunConfig`. A stage reads the config through a `StageView`.
+
+Unknown keys, wrong types and model names missing from the `models` table are SqjaxErrors
 naming the key path, the file (or `--set` option) and the expected type. Names that become
 directory names (models, benchmarks) must be plain identifiers (sqjax.pipeline.names).
 """
