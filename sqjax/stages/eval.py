@@ -3,8 +3,8 @@
 Models are `models` table names or training outputs (`sft:<m>`), so the same stage scores a
 base model before and after SFT. An `sft:<m>` model is prompted as it was trained
 (sft.template, sft.instruction: DART-Math's alpaca template by default); any other model with
-eval.template / eval.instruction (its own chat template and the \boxed{} instruction). Benchmarks are `name: spec` (sqjax.answer.benchmark_specs: JSONL
-path, `hf:` or `tfds:`); `limit` keeps the first problems of each. The output rows are the
+eval.template / eval.instruction (its own chat template and the \boxed{} instruction).
+Benchmarks are `name: spec` (sqjax.answer.benchmark_specs: JSONL path, `hf:` or `tfds:`); `limit` keeps the first problems of each. The output rows are the
 inspection table (question, gold, output, extracted answer, verdict, grading method); the
 metrics hold `scores: {model: {bench: accuracy}}` for the report and `accuracy` with the
 per-subject and per-level breakdown (MATH `type` and `level`), also written to
