@@ -4,8 +4,9 @@ A stage becomes a list of `Job`s: one program (train step, reference pass, inser
 score) of one model with its configured sizes, and the number of calls the stage's workload
 makes. Each stage declares its own workload next to its run function (`Stage.workload`, built
 from `train_jobs`, `sample_jobs` and `answer_jobs` here); `jobs` asks the config's registry.
-Sizes come from the config; the sizes of data the config does not fix are the assumptions below (the paper's corpora and typical lengths), so a time estimate is only as
-good as them: each is named in the plan's JSON.
+Sizes come from the config; the sizes of data the config does not fix are the assumptions
+below (the paper's corpora and typical lengths), so a time estimate is only as good as them:
+each is named in the plan's JSON.
 """
 
 from __future__ import annotations
