@@ -27,10 +27,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-
-from transformers import PreTrainedTokenizerBase
+from typing import TYPE_CHECKING
 
 from sqjax.errors import SqjaxError
+
+if TYPE_CHECKING:  # a type only: importing transformers costs seconds
+    from transformers import PreTrainedTokenizerBase
 
 SENTINEL = "SQJAXSENTINELQ"
 ANSWER_SENTINEL = "SQJAXSENTINELA"

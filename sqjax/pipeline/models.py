@@ -9,10 +9,12 @@ stages that share a model compile each (program, shape) once per run.
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqjax.pipeline.context import StageContext
-from sqjax.sampling.llm import LLM
+
+if TYPE_CHECKING:  # imported when a handle is made: declaring stages does not load JAX
+    from sqjax.sampling.llm import LLM
 
 
 @functools.cache
@@ -26,6 +28,7 @@ def _tokenizer(path: str) -> Any:
 def _handle(path: str, dtype: str, param_dtype: str | None, mesh: tuple[int, int, int]) -> LLM:
     import jax
 
+    from sqjax.sampling.llm import LLM
     from sqjax.sharding import make_mesh
 
     devices = make_mesh(*mesh, devices=jax.local_devices())

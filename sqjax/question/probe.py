@@ -23,7 +23,6 @@ from sqjax.question.generation import sample_from
 from sqjax.question.judging import ask_judge
 from sqjax.question.math_cues import looks_like_math
 from sqjax.question.prompt_library import load_prompt
-from sqjax.sampling import scoring
 
 # the settings a probe reads: config_deps of every stage that probes
 PROBE_SETTINGS = ("qpo_sample", "filter.solvability")
@@ -43,6 +42,8 @@ def _p_yes(ctx: StageContext, questions: list[str]) -> list[float | None]:
     a verdict even from a judge too small to follow the reason-then-answer format. None when
     "Yes" or "No" is not one token of the judge's tokenizer. One forward pass per prompt
     gives both probabilities."""
+    from sqjax.sampling import scoring
+
     cfg = ctx.config.filter.solvability
     llm = llm_for(ctx, cfg.judge)
     yes, no = _one_token(llm.tokenizer, "Yes"), _one_token(llm.tokenizer, "No")

@@ -16,13 +16,11 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from sqjax.data.prompt_format import (
-    BOXED_INSTRUCTION,
-)
+from sqjax.data.prompt_format import BOXED_INSTRUCTION
 from sqjax.errors import SqjaxError
 from sqjax.grading import grade
 from sqjax.pipeline.checks import as_component, positive, sampling_limits
@@ -31,12 +29,12 @@ from sqjax.pipeline.context import ShardInfo, StageContext
 from sqjax.pipeline.models import llm_for
 from sqjax.pipeline.stage import Stage
 from sqjax.pipeline.training import train_stage
-from sqjax.plan import workload as W
-from sqjax.plan.programs import TrainShape
 from sqjax.question import difficulty as D
 from sqjax.question.sampling import chat_replies
-from sqjax.training.config import OptimConfig
-from sqjax.training.regression import predict, text_encoder
+from sqjax.training.config import OptimConfig, micro_batches
+
+if TYPE_CHECKING:  # plan (and JAX) load when a workload is asked for
+    from sqjax.plan.workload import Job
 
 
 @dataclass(frozen=True)
@@ -60,11 +58,16 @@ class DifficultyConfig:
     batch_size: int = 64
     max_len: int = 512
     shard_size: int = 1_000
+    # memory, as in qft (`sqjax plan` checks they fit): without remat the 7B regressor's step
+    # needs 72.5 GiB per device data-parallel (64 x 512 tokens)
+    remat: Literal["none", "full", "dots"] = "full"
+    accum_steps: int = 1
 
     def __post_init__(self) -> None:
         sampling_limits(self.temperature, self.top_p, self.max_tokens)
         positive(samples_per_question=self.samples_per_question, epochs=self.epochs)
         positive(batch_size=self.batch_size, max_len=self.max_len)
+        positive(accum_steps=self.accum_steps)
         positive(shard_size=self.shard_size, max_questions=self.max_questions)
         as_component(OptimConfig, lr=self.lr, warmup_ratio=self.warmup_ratio)
 
@@ -129,6 +132,8 @@ def recipe(s: DifficultyConfig) -> dict[str, Any]:
         "pack": False,
         "seq_len": s.max_len,
         "batch_size": s.batch_size,
+        "accum_steps": s.accum_steps,
+        "remat": s.remat,
         "epochs": s.epochs,
         "optim": OptimConfig(lr=s.lr, warmup_ratio=s.warmup_ratio),
     }
@@ -148,6 +153,8 @@ def _finite(x: float) -> float | None:
 
 
 def run(ctx: StageContext) -> None:
+    from sqjax.training.regression import predict, text_encoder
+
     s = ctx.section
     fn = lambda chunk, info: label_shard(ctx, chunk, info)
     labelled = ctx.map_shards(questions(ctx), fn, s.shard_size, step="solve").rows()
@@ -184,15 +191,19 @@ def run(ctx: StageContext) -> None:
     ctx.declare_row_stats("fail_rate", "predicted_fail_rate")
 
 
-def workload(run: Any, stage: str, rows_multiple: int) -> list[W.Job]:
+def workload(run: Any, stage: str, rows_multiple: int) -> list[Job]:
     """The solver's graded samples, then the regressor's train step."""
+    from sqjax.plan import workload as W
+    from sqjax.plan.programs import TrainShape
+
     s = run.difficulty
     questions = min(W.SEED_QUESTIONS, s.max_questions or W.SEED_QUESTIONS)
     n = s.samples_per_question
     jobs = W.answer_jobs(
         run, stage, s.solver, s.batch_size, rows_multiple, s.max_tokens, questions, n
     )
-    shape = TrainShape("regression", s.batch_size, s.max_len)
+    accum = micro_batches(s.batch_size, s.accum_steps)
+    shape = TrainShape("regression", s.batch_size, s.max_len, accum, s.remat)
     steps = math.ceil(questions / s.batch_size) * s.epochs
     tokens = s.batch_size * s.max_len
     return [*jobs, W.Job(stage, f"difficulty:{s.model}", "regressor", shape, steps, tokens=tokens)]

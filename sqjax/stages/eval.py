@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from itertools import groupby
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqjax import assets
 from sqjax.answer.benchmark_specs import load_benchmark
@@ -33,7 +33,9 @@ from sqjax.pipeline.config import DIR_NAMES, MODEL
 from sqjax.pipeline.context import ShardInfo, StageContext
 from sqjax.pipeline.models import forget, llm_for
 from sqjax.pipeline.stage import Stage
-from sqjax.plan import workload as W
+
+if TYPE_CHECKING:  # plan (and JAX) load when a workload is asked for
+    from sqjax.plan.workload import Job
 
 
 def _paper_benchmarks() -> dict[str, str]:
@@ -124,8 +126,10 @@ def run(ctx: StageContext) -> None:
     ctx.declare_row_stats("num_tokens")
 
 
-def workload(run: Any, stage: str, rows_multiple: int) -> list[W.Job]:
+def workload(run: Any, stage: str, rows_multiple: int) -> list[Job]:
     """Greedy answers to the benchmarks' problems, per evaluated model."""
+    from sqjax.plan import workload as W
+
     s = run.eval
     return [
         job

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from sqjax.pipeline.checks import positive, require
 from sqjax.pipeline.config import MODEL
@@ -28,14 +28,15 @@ from sqjax.pipeline.context import ShardInfo, StageContext
 from sqjax.pipeline.models import llm_for
 from sqjax.pipeline.records import with_score, with_verdict
 from sqjax.pipeline.stage import Stage
-from sqjax.plan import workload as W
 from sqjax.question import filters as F
 from sqjax.question import solvability as sv
 from sqjax.question.judging import ask_judge
 from sqjax.question.language import LanguageFilter, language_reason
 from sqjax.question.prompt_library import PAPER_PROMPTS, PAPER_SYSTEM, check_prompt, load_prompt
-from sqjax.sampling.engine import round_up
 from sqjax.stages.gen_questions import generated
+
+if TYPE_CHECKING:  # plan (and JAX) load when a workload is asked for
+    from sqjax.plan.workload import Job
 
 
 @dataclass(frozen=True)
@@ -258,11 +259,14 @@ def run(ctx: StageContext) -> None:
     ctx.declare_row_stats("num_tokens")
 
 
-def workload(run: Any, stage: str, rows_multiple: int) -> list[W.Job]:
+def workload(run: Any, stage: str, rows_multiple: int) -> list[Job]:
     """The solvability judge's samples and the difficulty scorer's passes over every
     generated question."""
+    from sqjax.plan import workload as W
+    from sqjax.sampling.engine import round_up
+
     f, generated_n = run.filter, generated(run)
-    jobs: list[W.Job] = []
+    jobs: list[Job] = []
     if f.solvability.enabled:
         j = f.solvability
         jobs += W.sample_jobs(

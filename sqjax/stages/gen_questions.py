@@ -7,14 +7,16 @@ cut at max_tokens (kept: the paper does not drop them; the filters judge them)."
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqjax.errors import SqjaxError
 from sqjax.pipeline.config import MODEL
 from sqjax.pipeline.context import StageContext
 from sqjax.pipeline.stage import Stage
-from sqjax.plan import workload as W
 from sqjax.question.generation import QuestionSampling, generate_questions
+
+if TYPE_CHECKING:  # plan (and JAX) load when a workload is asked for
+    from sqjax.plan.workload import Job
 
 
 @dataclass(frozen=True)
@@ -39,8 +41,10 @@ def generated(run: Any) -> float:
 
 def sampling_jobs(
     run: Any, stage: str, refs: list[str], s: QuestionSampling, rows_multiple: int
-) -> list[W.Job]:
+) -> list[Job]:
     """Insert and decode jobs of `s.num_questions` questions from each model's prefix."""
+    from sqjax.plan import workload as W
+
     return [
         job
         for ref in refs
@@ -59,7 +63,7 @@ def sampling_jobs(
     ]
 
 
-def workload(run: Any, stage: str, rows_multiple: int) -> list[W.Job]:
+def workload(run: Any, stage: str, rows_multiple: int) -> list[Job]:
     return sampling_jobs(run, stage, run.gen_questions.generators, run.gen_questions, rows_multiple)
 
 

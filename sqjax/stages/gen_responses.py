@@ -13,13 +13,11 @@ sizes) and the shard goes on without it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqjax.answer.evaluation import prompt_ids
 from sqjax.data.chat import chat_format
-from sqjax.data.prompt_format import (
-    BOXED_INSTRUCTION,
-)
+from sqjax.data.prompt_format import BOXED_INSTRUCTION
 from sqjax.grading import extract_answer
 from sqjax.pipeline.checks import positive, sampling_limits
 from sqjax.pipeline.config import MODEL
@@ -27,8 +25,10 @@ from sqjax.pipeline.context import ShardInfo, StageContext
 from sqjax.pipeline.models import llm_for
 from sqjax.pipeline.records import response_row
 from sqjax.pipeline.stage import Stage
-from sqjax.plan import workload as W
 from sqjax.stages.gen_questions import generated
+
+if TYPE_CHECKING:  # plan (and JAX) load when a workload is asked for
+    from sqjax.plan.workload import Job
 
 
 @dataclass(frozen=True)
@@ -134,8 +134,10 @@ def run(ctx: StageContext) -> None:
     ctx.declare_row_stats("num_tokens")
 
 
-def workload(run: Any, stage: str, rows_multiple: int) -> list[W.Job]:
+def workload(run: Any, stage: str, rows_multiple: int) -> list[Job]:
     """`n` answers to each question the filter keeps."""
+    from sqjax.plan import workload as W
+
     s = run.gen_responses
     questions = generated(run) * W.KEPT_AFTER_FILTER
     return W.answer_jobs(

@@ -12,16 +12,18 @@ is the method's first measurable effect.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from sqjax.pipeline.checks import as_component, positive, require
 from sqjax.pipeline.config import MODEL
 from sqjax.pipeline.context import StageContext
 from sqjax.pipeline.stage import Stage
 from sqjax.pipeline.training import section_recipe, train_stage
-from sqjax.plan import workload as W
 from sqjax.question.probe import PROBE_SETTINGS, probe
 from sqjax.training.config import OptimConfig
+
+if TYPE_CHECKING:  # plan (and JAX) load when a workload is asked for
+    from sqjax.plan.workload import Job
 
 
 @dataclass(frozen=True)
@@ -86,8 +88,10 @@ def run(ctx: StageContext) -> None:
         probe(ctx, f"qft:{model}", s.probe_questions)
 
 
-def workload(run: Any, stage: str, rows_multiple: int) -> list[W.Job]:
+def workload(run: Any, stage: str, rows_multiple: int) -> list[Job]:
     """One SFT train step per model, over the seed questions (prefix + question tokens)."""
+    from sqjax.plan import workload as W
+
     s = run.qft
     tokens = W.QUESTION_TOKENS + W.PREFIX_TOKENS
     return [

@@ -10,16 +10,18 @@ after (sqjax.question.probe) show the change in math and solvable shares.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from sqjax.errors import SqjaxError
 from sqjax.pipeline.checks import as_component, positive, require
 from sqjax.pipeline.context import StageContext
 from sqjax.pipeline.stage import Stage
 from sqjax.pipeline.training import section_recipe, train_stage
-from sqjax.plan import workload as W
 from sqjax.question.probe import PROBE_SETTINGS, probe, reuse_probe
 from sqjax.training.config import DPOConfig, OptimConfig
+
+if TYPE_CHECKING:  # plan (and JAX) load when a workload is asked for
+    from sqjax.plan.workload import Job
 
 
 @dataclass(frozen=True)
@@ -88,8 +90,10 @@ def run(ctx: StageContext) -> None:
         probe(ctx, f"qpo:{model}", s.probe_questions)
 
 
-def workload(run: Any, stage: str, rows_multiple: int) -> list[W.Job]:
+def workload(run: Any, stage: str, rows_multiple: int) -> list[Job]:
     """A DPO step and reference pass per QFT model, one pair per sampled question."""
+    from sqjax.plan import workload as W
+
     s = run.qpo
     pairs = run.qpo_sample.num_questions
     return [

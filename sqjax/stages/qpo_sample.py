@@ -4,13 +4,15 @@ model), the raw material the optimizer rewrites for QPO. Settings as question ge
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqjax.pipeline.context import StageContext
 from sqjax.pipeline.stage import Stage
-from sqjax.plan import workload as W
 from sqjax.question.generation import QuestionSampling, generate_questions
 from sqjax.stages.gen_questions import sampling_jobs
+
+if TYPE_CHECKING:  # plan (and JAX) load when a workload is asked for
+    from sqjax.plan.workload import Job
 
 
 @dataclass(frozen=True)
@@ -23,7 +25,7 @@ def run(ctx: StageContext) -> None:
     generate_questions(ctx, generators, ctx.section)
 
 
-def workload(run: Any, stage: str, rows_multiple: int) -> list[W.Job]:
+def workload(run: Any, stage: str, rows_multiple: int) -> list[Job]:
     refs = [f"qft:{m}" for m in run.qft.models]
     return sampling_jobs(run, stage, refs, run.qpo_sample, rows_multiple)
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from sqjax.answer.pair_scores import pair_scores
 from sqjax.answer.selection import best_index, majority_vote
@@ -30,10 +30,11 @@ from sqjax.pipeline.context import ShardInfo, StageContext
 from sqjax.pipeline.models import llm_for
 from sqjax.pipeline.records import export_dataset, with_score, with_verdict
 from sqjax.pipeline.stage import Stage
-from sqjax.plan import workload as W
 from sqjax.question.filters import clean_ratios
-from sqjax.sampling.engine import pow2, round_up
 from sqjax.stages.gen_questions import generated
+
+if TYPE_CHECKING:  # plan (and JAX) load when a workload is asked for
+    from sqjax.plan.workload import Job
 
 DATASET_FIELDS = ("query", "response")
 
@@ -158,9 +159,12 @@ def run(ctx: StageContext) -> None:
     ctx.declare_row_stats("scores.reward", "scores.agreement")
 
 
-def workload(run: Any, stage: str, rows_multiple: int) -> list[W.Job]:
+def workload(run: Any, stage: str, rows_multiple: int) -> list[Job]:
     """One scoring pass per (question, response): compiled at max_len (memory), calls
     scaled to the mean length (time); judge mode scores P(yes) with an LM."""
+    from sqjax.plan import workload as W
+    from sqjax.sampling.engine import pow2, round_up
+
     s = run.reward
     pairs = generated(run) * W.KEPT_AFTER_FILTER * run.gen_responses.n
     rows = round_up(pow2(s.batch_size), rows_multiple)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from sqjax.data.prompt_format import (
     DART_MATH_TEMPLATE,
@@ -34,9 +34,11 @@ from sqjax.pipeline.config import MODEL
 from sqjax.pipeline.context import StageContext
 from sqjax.pipeline.stage import Stage
 from sqjax.pipeline.training import artifact_dir, section_recipe, train_stage
-from sqjax.plan import workload as W
 from sqjax.stages.gen_questions import generated
 from sqjax.training.config import OptimConfig
+
+if TYPE_CHECKING:  # plan (and JAX) load when a workload is asked for
+    from sqjax.plan.workload import Job
 
 
 @dataclass(frozen=True)
@@ -183,8 +185,10 @@ def run(ctx: StageContext) -> None:
     ctx.map_shards(published, lambda chunk, info: chunk, len(published))
 
 
-def workload(run: Any, stage: str, rows_multiple: int) -> list[W.Job]:
+def workload(run: Any, stage: str, rows_multiple: int) -> list[Job]:
     """One SFT train step per base model, over the selected (question, response) pairs."""
+    from sqjax.plan import workload as W
+
     s = run.sft
     responses = generated(run) * W.KEPT_AFTER_FILTER
     tokens = W.ANSWER_PROMPT_TOKENS + W.RESPONSE_TOKENS
