@@ -9,6 +9,7 @@ import pytest
 from helpers_hf import hf_model, sqjax_twin
 
 from sqjax import compile_budget
+from sqjax.errors import SqjaxError
 from sqjax.sampling import scoring
 from sqjax.sampling import steps as S
 from sqjax.sampling.api import SamplingParams, generate
@@ -69,3 +70,24 @@ def test_compile_budget_counts_compilations():
     before = compile_budget.totals()
     jax.jit(lambda x: x * 3 + 1)  # built, never called: nothing compiled
     assert (compile_budget.totals() - before).programs == 0
+
+
+def test_both_layer_layouts_sample_the_same_tokens(model):
+    """The stacked layout (one scanned layer: TPU's default) and the per-layer one (a loop
+    over per-layer weights and cache arrays: CPU's and GPU's) are the same sampler, sharded
+    too, through inserts, clones of held prompts, span cuts and the drain."""
+    mesh = make_mesh(data=2, fsdp=1, tensor=2, devices=jax.devices()[:4])
+    prompts = PROMPTS + [[3] * 40]  # a long prompt: spans and a drain resize
+    params = SamplingParams(temperature=0.8, max_tokens=40, ignore_eos=True, seed=3, n=2)
+    got = {}
+    for layout in ("stacked", "layers"):
+        llm = LLM(model, mesh=mesh, max_batch=4, layout=layout)
+        assert llm.model.per_layer == (layout == "layers")
+        got[layout] = [[o.token_ids for o in c.outputs] for c in llm.generate(prompts, params)]
+    assert got["stacked"] == got["layers"]
+    assert not model.per_layer  # the caller's model keeps its stacked layout
+
+
+def test_unknown_layout_is_an_error_naming_the_choices(model):
+    with pytest.raises(SqjaxError, match="layout='scan'.*auto, layers, stacked"):
+        LLM(model, layout="scan")

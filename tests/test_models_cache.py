@@ -35,22 +35,26 @@ def cached_logits(model, ids_BL, mask_BL, prefill: int, cache_size: int):
     return np.asarray(jnp.concatenate(chunks, axis=1))
 
 
+@pytest.mark.parametrize("layout", ["stacked", "layers"])
 @pytest.mark.parametrize(
     "arch, overrides",
     [("LlamaForCausalLM", {}), ("MistralForCausalLM", {"sliding_window": 8})],
     ids=["llama-gqa", "mistral-window-8"],
 )
-def test_prefill_then_decode_equals_full_forward(arch, overrides):
+def test_prefill_then_decode_equals_full_forward(arch, overrides, layout):
     model = sqjax_twin(hf_model(arch, **overrides))
     ids_BL, mask_BL = padded_batch(LENGTHS, WIDTH, "left", seed=5)
     full_BLV = np.asarray(model(jnp.asarray(ids_BL), jnp.asarray(mask_BL)))
+    if layout == "layers":  # one Block and one cache array per layer, run as a loop
+        model = model.unstacked()
+        assert model.per_layer and model.init_cache(1, 4).per_layer
     # A cache larger than needed: its empty slots (position -1) must be ignored.
     step_BLV = cached_logits(model, ids_BL, mask_BL, PREFILL, cache_size=WIDTH + 5)
     diff = max_diff_real(full_BLV, step_BLV, mask_BL)
     print(f"{arch} {overrides}: cache vs no cache max |dlogit| = {diff:.2e}")
     assert diff <= TOL
     if "sliding_window" in overrides:  # the window acts: without it the logits differ
-        tensors = dict(export_tensors(model))
+        tensors = dict(export_tensors(model))  # either layout exports the same tensors
         wide = load_from_tensors(
             model.config.replace(sliding_window=None), tensors, tensors.__getitem__
         )

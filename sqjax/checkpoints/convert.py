@@ -108,12 +108,20 @@ def _ignorable(key: str, cfg: ModelConfig, keys: set[str]) -> bool:
 
 
 def export_tensors(model: Decoder) -> Iterable[tuple[str, np.ndarray]]:
-    """Yields (HF key, numpy tensor) for every weight of the model, in table order."""
+    """Yields (HF key, numpy tensor) for every weight of the model, in table order (a
+    stacked or an unstacked decoder alike)."""
     cfg = model.config
     flat = dict(nnx.to_flat_state(nnx.state(model)))
+
+    def value(path, layer):
+        if layer is None:
+            return flat[path].get_value()
+        if model.per_layer:  # ("blocks", i, ...) instead of ("blocks", ...)[i]
+            return flat[(path[0], layer, *path[1:])].get_value()
+        return flat[path].get_value()[layer]
+
     for entry in weight_map(cfg):
-        values = (flat[p].get_value() for p in entry.paths)
-        arrays = tuple(to_host(v if entry.layer is None else v[entry.layer]) for v in values)
+        arrays = tuple(to_host(value(p, entry.layer)) for p in entry.paths)
         yield entry.hf_key, entry.to_hf(arrays, cfg)
 
 

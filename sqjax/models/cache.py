@@ -5,8 +5,10 @@ One rule then covers training, scoring, prefill and decode, packed or padded, le
 a query at position p may attend a key at position q iff q >= 0, q <= p, both come from the
 same segment, and p - q < window (sliding-window layers only).
 
-The cache is stacked over layers (a leading `layers` axis, as the decoder's weights are), so
-the decoder runs its blocks as one `lax.scan` over weights and cache together.
+The cache follows the decoder's layer layout: stacked over layers (a leading `layers` axis)
+for a stacked decoder, which runs its blocks as one `lax.scan` over weights and cache
+together; a tuple of per-layer arrays for an unstacked one (`Decoder.unstacked`), whose layer
+loop then reads each layer's keys and values in place.
 """
 
 from __future__ import annotations
@@ -20,15 +22,20 @@ from flax import struct
 class Cache:
     """Keys as [layers, B, K, H, S] and values as [layers, B, K, S, H] (the layouts in which
     a decode step's two attention dots, q.k over H and p.v over S, read a layer's cache
-    without transposing it), plus the position held by each slot (-1 = empty)."""
+    without transposing it), or tuples of one [B, K, H, S] / [B, K, S, H] array per layer,
+    plus the position held by each slot (-1 = empty)."""
 
-    k_LBKHS: jax.Array
-    v_LBKSH: jax.Array
+    k_LBKHS: jax.Array | tuple[jax.Array, ...]
+    v_LBKSH: jax.Array | tuple[jax.Array, ...]
     pos_BS: jax.Array
 
     @property
     def size(self) -> int:
         return self.pos_BS.shape[1]
+
+    @property
+    def per_layer(self) -> bool:
+        return isinstance(self.k_LBKHS, tuple)
 
 
 # logical axes of each field (None: the cache-slot axis, never sharded), for sharding rules
@@ -42,9 +49,21 @@ KV_FIELDS = ("k_LBKHS", "v_LBKSH")
 
 
 def init_cache(
-    num_layers: int, batch: int, size: int, num_kv_heads: int, head_dim: int, dtype
+    num_layers: int,
+    batch: int,
+    size: int,
+    num_kv_heads: int,
+    head_dim: int,
+    dtype,
+    per_layer: bool = False,
 ) -> Cache:
     L, B, K, H, S = num_layers, batch, num_kv_heads, head_dim, size
+    if per_layer:
+        return Cache(
+            k_LBKHS=tuple(jnp.zeros((B, K, H, S), dtype) for _ in range(L)),
+            v_LBKSH=tuple(jnp.zeros((B, K, S, H), dtype) for _ in range(L)),
+            pos_BS=jnp.full((B, S), -1, jnp.int32),
+        )
     return Cache(
         k_LBKHS=jnp.zeros((L, B, K, H, S), dtype),
         v_LBKSH=jnp.zeros((L, B, K, S, H), dtype),
@@ -54,9 +73,16 @@ def init_cache(
 
 def map_kv(fn, *caches: Cache, pos_BS: jax.Array) -> Cache:
     """A Cache whose k and v are fn(array, slot axis) of the given caches' fields, with
-    positions pos_BS (the one place that knows which fields hold keys and values)."""
-    kv = {f: fn(*(getattr(c, f) for c in caches), SLOT_AXIS[f]) for f in KV_FIELDS}
-    return Cache(**kv, pos_BS=pos_BS)
+    positions pos_BS (the one place that knows which fields hold keys and values). `fn` sees
+    stacked arrays; a per-layer cache's arrays reach it as stacks of one layer."""
+
+    def field(f):
+        values = [getattr(c, f) for c in caches]
+        if not isinstance(values[0], tuple):
+            return fn(*values, SLOT_AXIS[f])
+        return tuple(fn(*(v[None] for v in vs), SLOT_AXIS[f])[0] for vs in zip(*values))
+
+    return Cache(**{f: field(f) for f in KV_FIELDS}, pos_BS=pos_BS)
 
 
 def write_rows(

@@ -196,14 +196,40 @@ class Decoder(nnx.Module):
         return parse_dtype(self.config.dtype)
 
     def layer(self, i: int) -> Block:
-        """Layer i as a Block of its own (its slice of the stacked weights), for inspection."""
-        graphdef, state = nnx.split(self.blocks)
-        return nnx.merge(graphdef, jax.tree.map(lambda a: a[i], state))
+        """Layer i as a Block of its own (its slice of the stacked weights)."""
+        if self.per_layer:
+            return self.blocks[i]
+        block = nnx.eval_shape(lambda: Block(self.config, nnx.Rngs(0)))
+        _, stacked = nnx.split(self.blocks)
+        _, state = nnx.split(block)
+        nnx.replace_by_pure_dict(state, jax.tree.map(lambda a: a[i], nnx.to_pure_dict(stacked)))
+        nnx.update(block, state)
+        return block
+
+    def unstacked(self) -> Decoder:
+        """The same model with one Block per layer instead of the stacked `blocks` (new
+        arrays, one layer's slices each; this model is left as it is).
+
+        Every method works on either layout; the per-layer one runs its layers as a Python
+        loop. That is what the sampler uses on CPU and GPU: there XLA copies each scanned
+        layer's slice of the stacked weights out before its matmuls (a 135M decode step on
+        CPU: ~25% more time; a 7B one on an H200 ran at a third of the HBM roofline, see
+        bench/RESULTS.md), while a loop reads each layer's arrays in place. Training keeps
+        the stacked layout (one compiled layer, remat per layer)."""
+        if self.per_layer:
+            return self
+        graphdef, state = nnx.split(self)
+        model = nnx.merge(graphdef, state)  # a new module over the same arrays
+        model.blocks = nnx.List([self.layer(i) for i in range(self.config.num_layers)])
+        return model
 
     def _run_blocks(self, body, carry, remat=None):
         """carry, out = body(block, carry, layer, window) for every layer in turn, as one
-        `lax.scan` over the stacked weights; returns (carry, the outs stacked over layers).
-        `window` is the layer's sliding window (None when no layer has one)."""
+        `lax.scan` over the stacked weights (or a loop over unstacked ones); returns (carry,
+        the outs stacked over layers). `window` is the layer's sliding window (None when no
+        layer has one)."""
+        if self.per_layer:
+            return self._loop_blocks(body, carry, remat)
         graphdef, state = nnx.split(self.blocks)
         xs = (state, jnp.arange(self.config.num_layers), _windows(self.config))
 
@@ -214,6 +240,15 @@ class Decoder(nnx.Module):
         if remat is not None:
             step = jax.checkpoint(step, policy=remat)
         return jax.lax.scan(step, carry, xs)
+
+    def _loop_blocks(self, body, carry, remat):
+        if remat is not None:
+            raise ValueError("remat needs the stacked layout: train the model, not .unstacked()")
+        windows, outs = _windows(self.config), []
+        for i, block in enumerate(self.blocks):
+            carry, out = body(block, carry, i, None if windows is None else windows[i])
+            outs.append(out)
+        return carry, jax.tree.map(lambda *xs: tuple(xs), *outs)  # per-layer tuples
 
     def hidden(
         self,
@@ -267,6 +302,8 @@ class Decoder(nnx.Module):
         """`step` without the LM head: (final-norm hidden states [B, L, D], new cache), so a
         sampler can project only the positions it samples from. Attention reads only the
         first `span` cache slots (default: all); the new tokens must land inside them."""
+        if cache.per_layer and not self.per_layer:
+            raise ValueError("a per-layer cache needs an unstacked decoder (.unstacked())")
         pos_BS = write_rows(cache.pos_BS, positions_BL, start_B)
         view_BS = pos_BS if span is None else pos_BS[:, :span]
         x_BLD = self._embed(input_ids_BL)
@@ -274,6 +311,12 @@ class Decoder(nnx.Module):
 
         def body(block, carry, layer, window):
             x_BLD, k_LBKHS, v_LBKSH = carry
+            if cache.per_layer:  # the loop's own layer as a stack of one, read in place
+                view = CacheView(k_LBKHS[layer][None], v_LBKSH[layer][None], 0, start_B, view_BS)
+                x_BLD, (k_1BKHS, v_1BKSH) = block(x_BLD, positions_BL, cos, sin, window, cache=view)
+                k_LBKHS = _replace(k_LBKHS, layer, k_1BKHS[0])
+                v_LBKSH = _replace(v_LBKSH, layer, v_1BKSH[0])
+                return (x_BLD, k_LBKHS, v_LBKSH), None
             view = CacheView(k_LBKHS, v_LBKSH, layer, start_B, view_BS)
             x_BLD, (k_LBKHS, v_LBKSH) = block(x_BLD, positions_BL, cos, sin, window, cache=view)
             return (x_BLD, k_LBKHS, v_LBKSH), None
@@ -283,7 +326,7 @@ class Decoder(nnx.Module):
 
     def prefill(self, input_ids_BL, positions_BL):
         """Runs L tokens per row with no earlier context: (final-norm hidden states [B, L, D],
-        a Cache of size L holding their keys and values)."""
+        a Cache of size L holding their keys and values, in the decoder's layer layout)."""
         x_BLD = self._embed(input_ids_BL)
         cos, sin = rope_tables(self.config, jnp.maximum(positions_BL, 0))
 
@@ -325,8 +368,19 @@ class Decoder(nnx.Module):
 
         cfg = self.config
         return init_cache(
-            cfg.num_layers, batch, size, cfg.num_kv_heads, cfg.head_dim, dtype or self.compute_dtype
+            cfg.num_layers,
+            batch,
+            size,
+            cfg.num_kv_heads,
+            cfg.head_dim,
+            dtype or self.compute_dtype,
+            per_layer=self.per_layer,
         )
+
+    @property
+    def per_layer(self) -> bool:
+        """True once `unstacked`: one Block (and one cache array) per layer."""
+        return isinstance(self.blocks, nnx.List)
 
     def _embed(self, input_ids_BL):
         return jnp.take(self.embed[...], input_ids_BL, axis=0).astype(self.compute_dtype)
@@ -338,6 +392,10 @@ class Decoder(nnx.Module):
                 f"sequence length {length} exceeds max_position_embeddings={cfg.max_position_embeddings} "
                 "with dynamic RoPE, which sqjax computes only within that range"
             )
+
+
+def _replace(layers: tuple, i: int, value) -> tuple:
+    return layers[:i] + (value,) + layers[i + 1 :]
 
 
 def _windows(cfg: ModelConfig) -> jax.Array | None:

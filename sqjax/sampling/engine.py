@@ -92,8 +92,9 @@ class Engine:
             return None
 
         def one(path, leaf):
-            field = getattr(path[-1], "name", None)
+            field = next((k.name for k in path if getattr(k, "name", None) in CACHE_AXES), None)
             names = CACHE_AXES.get(field, ("batch",) + (None,) * (leaf.ndim - 1))
+            names = names[len(names) - leaf.ndim :]  # a per-layer array has no layers axis
             return NamedSharding(self.mesh, spec_for(names, leaf.shape, self.mesh, SAMPLE_RULES))
 
         return jax.tree_util.tree_map_with_path(one, slots)
@@ -103,7 +104,10 @@ class Engine:
 
     def _init_slots(self, B: int, size: int, E: int) -> S.Slots:
         cfg = self.config
-        cache = init_cache(cfg.num_layers, B, size, cfg.num_kv_heads, cfg.head_dim, self.dtype)
+        per_layer = self.llm.layout == "layers"
+        cache = init_cache(
+            cfg.num_layers, B, size, cfg.num_kv_heads, cfg.head_dim, self.dtype, per_layer
+        )
 
         def zi():  # a distinct buffer per field: every field is donated
             return np.zeros((B,), np.int32)

@@ -66,6 +66,9 @@ class LLM:
     `model` is a Decoder or a model path (HF directory, .gguf, asset: value or hub id, loaded
     with `dtype` straight into `mesh`); `tokenizer` a tokenizer, a path, or None (the model
     path's own tokenizer; string prompts then need one). `max_batch` slots decode together.
+    `layout`: "auto" (stacked on TPU, one array set per layer elsewhere), "stacked" or
+    "layers"; "layers" holds a second copy of the block weights while the handle is built
+    (one layer at a time is not possible: a slice of a stacked array is a new array).
     """
 
     def __init__(
@@ -78,6 +81,7 @@ class LLM:
         param_dtype: str | None = None,
         max_batch: int = 32,
         chunk: int = 16,
+        layout: str = "auto",
     ):
         from sqjax.checkpoints.api import load_model, load_tokenizer
 
@@ -87,6 +91,9 @@ class LLM:
             tokenizer = load_tokenizer(path) if tokenizer is None else tokenizer
         if isinstance(tokenizer, (str, os.PathLike)):
             tokenizer = load_tokenizer(tokenizer)
+        self.layout = _layout(layout)
+        if self.layout == "layers":
+            model = model.unstacked()
         self.graphdef, weights = nnx.split(model)
         # the slots go on the weights' mesh (load_model uses a one-device mesh), or each
         # program would compile twice (fresh slots vs. its own outputs)
@@ -277,6 +284,20 @@ def _output(s, with_logprobs: bool) -> CompletionOutput:
         logprobs=lps,
         cumulative_logprob=float(np.sum(lps)) if lps is not None else None,
     )
+
+
+LAYOUTS = ("auto", "layers", "stacked")
+
+
+def _layout(layout: str) -> str:
+    """The layer layout the handle runs: "stacked" (one scanned layer) on TPU, where XLA
+    reads a scanned layer's weights in place; "layers" (one array set per layer, a Python
+    loop) elsewhere, where it copies them out every step (Decoder.unstacked says more)."""
+    if layout not in LAYOUTS:
+        raise SqjaxError(f"LLM(layout={layout!r}): use one of {', '.join(LAYOUTS)}")
+    if layout == "auto":
+        return "stacked" if jax.default_backend() == "tpu" else "layers"
+    return layout
 
 
 def _mesh_of(tree) -> Mesh | None:

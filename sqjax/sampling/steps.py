@@ -79,19 +79,25 @@ def decode(graphdef, weights, slots: Slots, kill_B, *, steps: int, span: int, wi
 
     Attention reads only the first `span` cache slots (the caller makes sure every live row
     stays within them): a short answer in a cache sized for the longest one does not read
-    the whole cache at every step, and the cache is never copied to attend fewer slots.
+    the whole cache at every step. A stacked cache is read through a slice (XLA fuses it
+    into the attention dots on TPU); a per-layer cache's first `span` slots are cut out once
+    per call and written back after it, so the steps read whole arrays in place.
     Returns (slots, tokens [B, steps] (-1 where a row did not run), log-probs [B, steps]).
     """
     TRACES["decode"] += 1
     model = nnx.merge(graphdef, weights)
     B = slots.token_B.shape[0]
     slots = slots._replace(done_B=slots.done_B | kill_B)
+    full, step_span = slots.cache, span
+    if full.per_layer and span < full.size:
+        slots = slots._replace(cache=_first_slots(full, span))
+        step_span = None
 
     def body(carry):
         i, s, tokens_BT, logprobs_BT = carry
         live_B = ~s.done_B
         pos_B1 = jnp.where(live_B, s.pos_B, -1)[:, None]
-        h_B1D, cache = forward(model, s.token_B[:, None], pos_B1, s.cache, s.pos_B, span)
+        h_B1D, cache = forward(model, s.token_B[:, None], pos_B1, s.cache, s.pos_B, step_span)
         logits_BV = model.logits(h_B1D)[:, 0]
         token_B, logprob_B, hit_B = choose(logits_BV, s.rows, s.limits, s.count_B, with_logprobs)
         count_B = s.count_B + live_B
@@ -112,7 +118,25 @@ def decode(graphdef, weights, slots: Slots, kill_B, *, steps: int, span: int, wi
 
     init = (0, slots, jnp.full((B, steps), -1, jnp.int32), jnp.zeros((B, steps), jnp.float32))
     _, slots, tokens_BT, logprobs_BT = jax.lax.while_loop(cond, body, init)
+    if slots.cache.size < full.size:
+        slots = slots._replace(cache=_put_first_slots(full, slots.cache))
     return slots, tokens_BT, logprobs_BT
+
+
+def _first_slots(cache: Cache, span: int) -> Cache:
+    def cut(a, axis):
+        return jax.lax.slice_in_dim(a, 0, span, axis=axis)
+
+    return map_kv(cut, cache, pos_BS=cut(cache.pos_BS, 1))
+
+
+def _put_first_slots(full: Cache, head: Cache) -> Cache:
+    """`full` with its first slots replaced by `head` (in place: `full` is donated)."""
+
+    def put(a, new, axis):
+        return jax.lax.dynamic_update_slice_in_dim(a, new, 0, axis=axis)
+
+    return map_kv(put, full, head, pos_BS=put(full.pos_BS, head.pos_BS, 1))
 
 
 def resize(slots: Slots, rows_R, *, size: int) -> Slots:
