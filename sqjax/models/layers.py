@@ -96,8 +96,10 @@ def swiglu(x_BLD: jax.Array, gate_DF: jax.Array, up_DF: jax.Array, down_FD: jax.
     into every consumer: the SiLU gradient was computed three or four times per layer, each
     with a strided write (the largest non-matmul ops of a train step). Here the gradients of
     gate and up are computed once and materialised (an optimisation barrier) before the
-    dots: MLP forward + backward at 4,096 tokens, D 512, F 1,408 on 2 CPU cores: 0.86 s of
-    CPU time with autodiff, 0.61 s with this.
+    dots, and the weight-gradient dots transpose only the [T, D] operands. MLP forward +
+    backward at 4,096 tokens, D 512, F 1,408 on 2 CPU cores: 0.86 s of CPU time with
+    autodiff, 0.60 s with this; a 4 x 1,024 SFT train step of the ~55M Qwen2 another 4% less
+    than with the [T, F] transposes XLA would otherwise make.
     """
     return _swiglu_forward(x_BLD, gate_DF, up_DF, down_FD)[0]
 
@@ -112,6 +114,7 @@ def _swiglu_forward(x_BLD, gate_DF, up_DF, down_FD):
 def _swiglu_backward(residuals, dout_BLD):
     x_BLD, gate_DF, up_DF, down_FD, gate_BLF, up_BLF = residuals
     dt = x_BLD.dtype
+    (B, L, D), F = x_BLD.shape, gate_DF.shape[1]
     g_BLF = gate_BLF.astype(jnp.float32)
     sig_BLF = jax.nn.sigmoid(g_BLF)
     silu_BLF = g_BLF * sig_BLF
@@ -124,11 +127,19 @@ def _swiglu_backward(residuals, dout_BLD):
     dx_BLD = jnp.einsum("BLF,DF->BLD", dgate_BLF, gate_DF) + jnp.einsum(
         "BLF,DF->BLD", dup_BLF, up_DF
     )
+    # weight gradients as [D, T] @ [T, F]: the small [T, D] operands are transposed (once,
+    # materialised), never the [T, F] ones
+    x_DT, dout_DT = jax.lax.optimization_barrier(
+        (x_BLD.reshape(B * L, D).T, dout_BLD.reshape(B * L, D).T)
+    )
+    dgate_DF = x_DT @ dgate_BLF.reshape(B * L, F)
+    dup_DF = x_DT @ dup_BLF.reshape(B * L, F)
+    ddown_FD = (dout_DT @ h_BLF.reshape(B * L, F)).T
     return (
         dx_BLD,
-        jnp.einsum("BLD,BLF->DF", x_BLD, dgate_BLF).astype(gate_DF.dtype),
-        jnp.einsum("BLD,BLF->DF", x_BLD, dup_BLF).astype(up_DF.dtype),
-        jnp.einsum("BLF,BLD->FD", h_BLF, dout_BLD).astype(down_FD.dtype),
+        dgate_DF.astype(gate_DF.dtype),
+        dup_DF.astype(up_DF.dtype),
+        ddown_FD.astype(down_FD.dtype),
     )
 
 
