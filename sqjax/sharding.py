@@ -117,3 +117,18 @@ def place(x, sharding: NamedSharding):
     if isinstance(x, jax.Array) and x.is_fully_addressable and not sharding.is_fully_addressable:
         x = np.asarray(x)
     return jax.device_put(x, sharding)
+
+
+def constrain_rows(x: jax.Array) -> jax.Array:
+    """`x` with its leading (row) axis split over (data, fsdp), the other axes as XLA
+    chooses, when traced under a mesh with those axes (the train step traces under its mesh:
+    jax.sharding.use_abstract_mesh); as is otherwise, or when the rows do not divide. Without
+    it XLA may keep every row of the activations on each device with the embedding split over
+    `fsdp` (the weights' layout), so they grow with the global batch, not the per-device one."""
+    mesh = jax.sharding.get_abstract_mesh()
+    if mesh.empty or not set(BATCH) <= set(mesh.axis_names):
+        return x
+    if x.shape[0] % math.prod(mesh.shape[a] for a in BATCH):
+        return x
+    rest = [PartitionSpec.UNCONSTRAINED] * (x.ndim - 1)
+    return jax.lax.with_sharding_constraint(x, PartitionSpec(BATCH, *rest))

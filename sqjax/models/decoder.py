@@ -20,6 +20,7 @@ from sqjax.models.cache import (
 )
 from sqjax.models.config import ModelConfig, parse_dtype
 from sqjax.models.layers import RMSNorm, apply_rope, param, rope_tables, swiglu
+from sqjax.sharding import constrain_rows
 
 ATTN_CHUNK = 512  # a call attending more queries than this attends block by block
 ATTN_BLOCK = 256  # queries (and keys) per block then (CPU: 20% faster than 512 blocks)
@@ -263,6 +264,8 @@ class Decoder(nnx.Module):
 
         `remat` is a jax.checkpoint policy (e.g. jax.checkpoint_policies.nothing_saveable):
         each layer's activations are then recomputed in the backward pass, not stored.
+        Traced under a mesh (the train step sets one), each layer's input and output keep
+        only their own rows per device (sqjax.sharding.constrain_rows).
         """
         if positions_BL is None:
             if attention_mask_BL is None:
@@ -271,11 +274,12 @@ class Decoder(nnx.Module):
         elif attention_mask_BL is not None:
             positions_BL = jnp.where(attention_mask_BL > 0, positions_BL, -1)
         self._check_length(input_ids_BL.shape[1])
-        x_BLD = self._embed(input_ids_BL)
+        x_BLD = constrain_rows(self._embed(input_ids_BL))
         cos, sin = rope_tables(self.config, jnp.maximum(positions_BL, 0))
 
         def body(block, x_BLD, layer, window):
-            return block(x_BLD, positions_BL, cos, sin, window, seg_BL=segment_ids_BL)[0], None
+            x_BLD = block(x_BLD, positions_BL, cos, sin, window, seg_BL=segment_ids_BL)[0]
+            return constrain_rows(x_BLD), None
 
         x_BLD, _ = self._run_blocks(body, x_BLD, remat)
         return self.final_norm(x_BLD)
@@ -345,13 +349,15 @@ class Decoder(nnx.Module):
             "BLD,DV->BLV", h_BLD, w_DV.astype(h_BLD.dtype), preferred_element_type=jnp.float32
         )
 
-    def score(self, input_ids_BL, attention_mask_BL=None):
-        """Score-head output at each row's last real token: [B] (or [B, C] for C > 1 labels)."""
+    def score(self, input_ids_BL, attention_mask_BL=None, *, remat=None):
+        """Score-head output at each row's last real token: [B] (or [B, C] for C > 1 labels).
+        `remat` as in `hidden` (a regressor's train step recomputes each layer's activations
+        in the backward pass instead of storing them)."""
         if self.config.head != "score":
             raise ValueError("this model has an LM head, not a score head")
         if attention_mask_BL is None:
             attention_mask_BL = jnp.ones(input_ids_BL.shape, jnp.int32)
-        h_BLD = self.hidden(input_ids_BL, attention_mask_BL)
+        h_BLD = self.hidden(input_ids_BL, attention_mask_BL, remat=remat)
         L = input_ids_BL.shape[1]
         last_B = jnp.max(jnp.where(attention_mask_BL > 0, jnp.arange(L), 0), axis=-1)
         h_BD = jnp.take_along_axis(h_BLD, last_B[:, None, None], axis=1)[:, 0]

@@ -147,7 +147,7 @@ def _variants(job: Job, sizes: tuple[int, int, int], n: int) -> list[tuple[str, 
         if sizes != (1, n, 1):
             out.append(("mesh: {data: 1, fsdp: -1, tensor: 1}", job, (1, n, 1)))
         fsdp = (1, n, 1)
-        if getattr(t, "remat", "full") != "full" and job.kind == "train":
+        if t.remat != "full" and job.kind in ("train", "regressor"):
             out.append(
                 (
                     f"{job.stage}.remat: full",
@@ -156,8 +156,8 @@ def _variants(job: Job, sizes: tuple[int, int, int], n: int) -> list[tuple[str, 
                 )
             )
         for a in (2, 4, 8, 16):
-            accum = t.accum * a if job.kind != "regressor" else 1
-            if job.kind != "regressor" and t.rows % accum == 0 and t.rows // accum >= n:
+            accum = t.accum * a
+            if t.rows % accum == 0 and t.rows // accum >= n:
                 shape = dataclasses.replace(t, accum=accum, remat="full")
                 out.append(
                     (

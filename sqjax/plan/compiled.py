@@ -1,7 +1,8 @@
 """One program compiled ahead of time for a TPU topology, and what its compile tells:
-memory per device (compiled.memory_analysis), FLOPs and bytes per call
-(compiled.cost_analysis, loop bodies scaled by trip counts: sqjax/plan/hlo.py) and compile
-time. A program too large for HBM fails to compile; its error gives what it needed."""
+memory per device (compiled.memory_analysis), FLOPs per call (compiled.cost_analysis, loop
+bodies scaled by trip counts), bytes per call (counted from the optimized HLO, loop bodies
+scaled by trip counts and a layer's slice of stacked arrays at its own size: sqjax/plan/hlo.py)
+and compile time. A program too large for HBM fails to compile; its error gives what it needed."""
 
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ class Figures:
     alias_bytes: float = 0.0
     temp_bytes: float = 0.0
     flops: float = 0.0
-    bytes_accessed: float = 0.0
+    bytes_accessed: float = 0.0  # hlo.py's count (XLA's, trip-scaled, if the parse found none)
     xla_flops: float = 0.0  # as cost_analysis counts them (each loop body once)
     xla_bytes: float = 0.0
     trip_counts: tuple[int, ...] = ()
@@ -74,7 +75,7 @@ def figures(name: str, lower: Callable[[], Any], capacity_bytes: float) -> Figur
         alias_bytes=float(m.alias_size_in_bytes),
         temp_bytes=float(m.temp_size_in_bytes),
         flops=flops * scale.flops,
-        bytes_accessed=nbytes * scale.bytes,
+        bytes_accessed=scale.hlo_bytes or nbytes * scale.bytes,
         xla_flops=flops,
         xla_bytes=nbytes,
         trip_counts=scale.trip_counts,

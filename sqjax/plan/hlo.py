@@ -1,13 +1,24 @@
-"""Loop trip counts from optimized HLO text, to scale XLA's cost analysis.
+"""Loop trip counts and bytes moved, from optimized HLO text, to scale XLA's cost analysis.
 
 `Compiled.cost_analysis()` counts each HLO computation once: a while loop's body (the
 accumulation scan, the chunked LM head, a layer scan, the decode loop) adds one iteration's
 FLOPs and bytes, whatever its trip count. Here every computation gets a multiplier, the
 product of the trip counts of the loops around it, where a loop's trip count is the largest
 integer constant its condition compares the counter with (scans and fori loops count from 0
-to n; the decode loop's bound is `steps`, an upper bound when every row stops early). The
-same parse counts dot/convolution FLOPs and the bytes of unfused instructions once and
-weighted by multipliers; the ratios (weighted / once) scale XLA's FLOPs and bytes.
+to n; the decode loop's bound is `steps`, an upper bound when every row stops early).
+
+FLOPs: the parse counts dot/convolution FLOPs once and weighted by the multipliers; the ratio
+(weighted / once) scales XLA's FLOPs.
+
+Bytes: the parse counts them itself, trip-weighted (`LoopScale.hlo_bytes`): each unfused
+instruction (a fusion counts as one) reads its operands and writes its result, except that
+a slice reads only what it returns, an in-place update (dynamic-update-slice, scatter) reads
+and writes only its update, and a fusion reads of an operand it only slices (through
+bitcasts and nested fusions) just those slices. That last rule is what a scan over stacked
+layers needs: each iteration's fusions take the whole stacked weights and KV cache as
+operands and slice out one layer, and XLA's cost analysis counts every such operand at its
+full, all-layers size (a 7B decode step then "reads" 28 x its weights). A copy XLA makes of
+a slice (a layout change, a materialised layer) is counted, as it is real traffic.
 """
 
 from __future__ import annotations
@@ -17,9 +28,8 @@ import math
 import re
 
 _HEADER = re.compile(r"^(?:ENTRY )?%?([\w.\-]+) \(.*\{\s*$")
-_INSTR = re.compile(
-    r"^\s*(?:ROOT )?%([\w.\-]+) = (\(.*?\)|[\w]+\[[\d,]*\])\S* ([\w\-]+)\((.*?)\)(.*)$"
-)
+_NAME = re.compile(r"^\s*(?:ROOT )?%([\w.\-]+) = ")
+_OP = re.compile(r"([\w\-]+)\(")
 _SHAPE = re.compile(r"(\w+)\[([\d,]*)\]")
 _CALLS = re.compile(r"(calls|to_apply|body|condition)=%([\w.\-]+)")
 _BRANCHES = re.compile(r"branch_computations=\{([^}]*)\}")
@@ -63,6 +73,7 @@ class LoopScale:
     flops: float  # trip-weighted dot FLOPs / once-counted dot FLOPs
     bytes: float
     trip_counts: tuple[int, ...]  # of every while loop, outermost first by appearance
+    hlo_bytes: float = 0.0  # this parse's own count, trip-weighted (slices at their size)
 
 
 class _CALLS_RE:
@@ -100,6 +111,31 @@ def _dot_flops(out: str, operands: str, attrs: str, shapes: dict[str, str], op: 
     return 2.0 * _size(out)[0] * k
 
 
+def _balanced(text: str, start: int, stop: str) -> int:
+    """Index of the first `stop` character at bracket depth 0 from `start` (len if none)."""
+    depth = 0
+    for i in range(start, len(text)):
+        ch = text[i]
+        if depth == 0 and ch == stop:
+            return i
+        depth += ch in "([{"
+        depth -= ch in ")]}"
+    return len(text)
+
+
+def _instruction(line: str) -> tuple[str, str, str, str, str] | None:
+    """(name, shape, opcode, operands, attributes) of one HLO instruction line."""
+    if (m := _NAME.match(line)) is None:
+        return None
+    rest = line[m.end() :]
+    cut = _balanced(rest, 0, " ")
+    shape, rest = rest[:cut], rest[cut + 1 :]
+    if (op := _OP.match(rest)) is None:
+        return None
+    close = _balanced(rest, op.end(), ")")
+    return m.group(1), shape, op.group(1), rest[op.end() : close], rest[close + 1 :]
+
+
 def _parse(text: str):
     comps: dict[str, list[tuple]] = {}
     consts: dict[str, list[int]] = {}
@@ -111,32 +147,70 @@ def _parse(text: str):
             if line.startswith("ENTRY"):
                 comps["__entry__"] = [("entry", h.group(1))]
             continue
-        if current is not None and (m := _INSTR.match(line)) is not None:
-            current.append(m.groups())
+        if current is not None and (instr := _instruction(line)) is not None:
+            current.append(instr)
             ints.extend(int(c) for c in _CONST.findall(line))
     return comps, consts
 
 
-def _sliced_root(body: list[tuple]) -> bool:
-    """A fused computation whose result is a slice of a parameter (through bitcasts)."""
-    if not body:
-        return False
-    ops = {name: op for name, _, op, _, _ in body}
-    root = body[-1]
-    while root[2] in ("bitcast", "reshape", "copy"):
-        arg = re.findall(r"%([\w.\-]+)", root[3])
-        match = [b for b in body if arg and b[0] == arg[0]]
-        if not match:
-            return False
-        root = match[0]
-    return root[2] in _SLICES and ops is not None
+def _operand_names(operands: str) -> list[str]:
+    return re.findall(r"%([\w.\-]+)", operands)
+
+
+def _param_reads(name: str, comps: dict[str, list[tuple]], memo: dict) -> dict[int, int]:
+    """Bytes fused computation `name` reads of each parameter (by index) that it only
+    slices: the slices' results (through bitcasts and nested fusions), not the whole operand.
+    A layer scan's body slices its layer out of the stacked weights and KV cache this way,
+    and XLA's cost analysis counts each such operand at its full, all-layers size."""
+    if name in memo:
+        return memo[name]
+    memo[name] = {}  # a computation does not call itself; guards a malformed text
+    body = comps.get(name, [])
+    users: dict[str, list[tuple]] = {}
+    for instr in body:
+        for n in _operand_names(instr[3]):
+            users.setdefault(n, []).append(instr)
+
+    root = body[-1][0] if body else None
+
+    def sliced(param: str) -> int | None:
+        if param == root:  # returned whole (e.g. through bitcasts)
+            return None
+        total = 0
+        for uname, ushape, uop, uoperands, uattrs in users.get(param, []):
+            args = _operand_names(uoperands)
+            callee = _CALLS_RE.get("calls", uattrs)
+            if uop == "bitcast":
+                inner = sliced(uname)
+            elif uop in _SLICES and args[:1] == [param]:
+                inner = _size(ushape)[1]
+            elif uop == "fusion" and callee is not None:
+                nested = _param_reads(callee, comps, memo)
+                parts = [nested.get(i) for i, a in enumerate(args) if a == param]
+                inner = None if None in parts else sum(parts)
+            else:
+                inner = None
+            if inner is None:
+                return None
+            total += inner
+        return total
+
+    out = {}
+    for pname, _, op, operands, _ in body:
+        if op == "parameter" and operands.strip().isdigit():
+            read = sliced(pname)
+            if read is not None:
+                out[int(operands)] = read
+    memo[name] = out
+    return out
 
 
 def loop_scale(text: str) -> LoopScale:
     comps, consts = _parse(text)
     entry = comps.pop("__entry__", [(None, None)])[0][1]
     in_place = {name for name, body in comps.items() if body and body[-1][2] in _IN_PLACE}
-    slices = {name for name, body in comps.items() if _sliced_root(body)}
+    memo: dict[str, dict[int, int]] = {}
+    reads = {name: _param_reads(name, comps, memo) for name in comps}
     mult: dict[str, float] = {}
     fused: set[str] = set()
     trips: list[int] = []
@@ -174,18 +248,22 @@ def loop_scale(text: str) -> LoopScale:
                 weighted["flops"] += f * factor
             if name in fused or op in _FREE:
                 continue
-            sizes = [
-                _size(shapes[n])[1] for n in re.findall(r"%([\w.\-]+)", operands) if n in shapes
-            ]
+            names = _operand_names(operands)
+            sizes = [_size(shapes[n])[1] for n in names if n in shapes]
             callee = _CALLS_RE.get("calls", attrs)
             if op in _IN_PLACE or callee in in_place:
                 # an in-place update reads and writes its update, not the whole buffer
                 b = 2 * (sum(sizes) - max(sizes, default=0))
-            elif op in _SLICES or callee in slices:
+            elif op in _SLICES:
                 b = 2 * _size(out)[1]  # a slice reads what it returns, not its whole operand
             else:
-                b = _size(out)[1] + sum(sizes)
+                # a fusion reads only the slices it takes of an operand it slices
+                sliced = reads.get(callee, {}) if op == "fusion" else {}
+                read = [
+                    sliced.get(i, _size(shapes[n])[1]) for i, n in enumerate(names) if n in shapes
+                ]
+                b = _size(out)[1] + sum(read)
             once["bytes"] += b
             weighted["bytes"] += b * factor
     ratio = {k: weighted[k] / once[k] if once[k] else 1.0 for k in once}
-    return LoopScale(ratio["flops"], ratio["bytes"], tuple(trips))
+    return LoopScale(ratio["flops"], ratio["bytes"], tuple(trips), weighted["bytes"])

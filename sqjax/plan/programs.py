@@ -87,7 +87,7 @@ def train_step(cfg: ModelConfig, mesh: Mesh, t: TrainShape):
         dtypes |= {"ref_chosen": jnp.float32, "ref_rejected": jnp.float32}
         shapes |= {"ref_chosen": (A, b), "ref_rejected": (A, b)}
     elif t.loss == "regression":
-        objective = regression_objective()
+        objective = regression_objective(t.remat)
         dtypes = REGRESSION_KEYS
         shapes = {k: (A, b, L) if k in ("tokens", "segment_ids") else (A, b) for k in dtypes}
     else:

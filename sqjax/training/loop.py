@@ -95,7 +95,7 @@ def _regression_data(cfg: TrainConfig, tokenizer: Any) -> Data:
     it, n = regression.regression_iterator(
         rows, tokenizer, cfg.seq_len, cfg.batch_size, seed=cfg.seed, epochs=cfg.epochs
     )
-    return Data(it, n, regression.regression_objective())
+    return Data(it, n, regression.regression_objective(cfg.remat))
 
 
 def _data(cfg: TrainConfig, tokenizer: Any, model: Decoder) -> Data:

@@ -26,6 +26,7 @@ from flax import nnx
 
 from sqjax.errors import SqjaxError
 from sqjax.models.decoder import Decoder
+from sqjax.training.forward import REMAT_POLICIES
 from sqjax.training.sft import Objective
 
 FIELDS = ("text", "label")
@@ -54,11 +55,13 @@ def with_score_head(lm: Decoder) -> Decoder:
     return twin
 
 
-def regression_objective() -> Objective:
-    """An objective for the train step: (sum of squared errors, (rows, {}))."""
+def regression_objective(remat: str = "none") -> Objective:
+    """An objective for the train step: (sum of squared errors, (rows, {})); `remat` as in
+    sqjax.training.forward (each block's activations recomputed in the backward pass)."""
+    policy = REMAT_POLICIES[remat]
 
     def objective(model: Decoder, batch: dict):
-        pred_B = model.score(batch["tokens"], batch["segment_ids"])
+        pred_B = model.score(batch["tokens"], batch["segment_ids"], remat=policy)
         w_B = batch["weights"].astype(jnp.float32)
         sse = jnp.sum(w_B * (pred_B.astype(jnp.float32) - batch["labels"]) ** 2)
         return sse, (jnp.sum(w_B), {})

@@ -104,10 +104,16 @@ def make_train_step(
         }
         return TrainState(state.step + 1, params, opt_state), metrics
 
+    def traced(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
+        # under the mesh, the decoder keeps each layer's activations on their own rows'
+        # devices (sqjax.sharding.constrain_rows)
+        with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):
+            return train_step(state, batch)
+
     batch_s = {k: batch_spec(mesh, len(shape)) for k, shape in batch_shapes.items()}
     replicated = NamedSharding(mesh, PartitionSpec())
     return jax.jit(
-        train_step,
+        traced,
         in_shardings=(sharding, batch_s),
         out_shardings=(sharding, replicated),
         donate_argnums=(0,) if donate else (),
