@@ -53,12 +53,22 @@ def timed_compile(fn, *args, **kw) -> float:
     return time.perf_counter() - t
 
 
-def sampler_programs(model, batch: int, cache: int):
+def layouts() -> list[str | None]:
+    """The LLM layer layouts this checkout has (None: a checkout without the choice)."""
+    try:
+        from sqjax.sampling.llm import LAYOUTS
+    except ImportError:
+        return [None]
+    return [x for x in LAYOUTS if x != "auto"]
+
+
+def sampler_programs(model, batch: int, cache: int, layout: str | None):
     """(decode seconds, insert seconds) for `batch` slots of `cache` slots."""
     try:  # the LLM handle owns the weights and programs (since the layer stacking)
         from sqjax.sampling.llm import LLM
 
-        engine = Engine(LLM(model), max_batch=batch)
+        llm = LLM(model) if layout is None else LLM(model, layout=layout)
+        engine = Engine(llm, max_batch=batch)
     except ImportError:
         engine = Engine(model, max_batch=batch)
     slots = engine._init_slots(batch, cache, 4)
@@ -108,11 +118,14 @@ def main() -> None:
     args = ap.parse_args()
     jax.config.update("jax_enable_compilation_cache", False)
     model = create_model(SMOLLM2)
-    figures: dict[str, list[float]] = {"decode": [], "insert": [], "train_step": []}
+    names = [f"{p}_{x}" if x else p for x in layouts() for p in ("decode", "insert")]
+    figures: dict[str, list[float]] = {k: [] for k in [*names, "train_step"]}
     for _ in range(args.repeats):
-        decode, insert = sampler_programs(model, batch=32, cache=1024)
-        figures["decode"].append(decode)
-        figures["insert"].append(insert)
+        for layout in layouts():
+            decode, insert = sampler_programs(model, batch=32, cache=1024, layout=layout)
+            suffix = f"_{layout}" if layout else ""
+            figures[f"decode{suffix}"].append(decode)
+            figures[f"insert{suffix}"].append(insert)
         figures["train_step"].append(train_step(model, rows=8, length=256))
         print({k: round(v[-1], 2) for k, v in figures.items()}, flush=True)
     out = {
