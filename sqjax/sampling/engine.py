@@ -27,7 +27,7 @@ from jax.sharding import NamedSharding
 from sqjax.errors import SqjaxError
 from sqjax.models import cache as cache_layout
 from sqjax.models.cache import init_cache
-from sqjax.pipeline.progress import Progress
+from sqjax.progress import Progress
 from sqjax.sampling import steps as S
 from sqjax.sampling.filters import RowSampling
 from sqjax.sampling.params import SamplingParams
