@@ -234,7 +234,8 @@ class SqjaxTrainer:
                 for _ in range(steps):
                     self.step()
             wall = (time.perf_counter() - t) / steps
-            return summarize_trace(d, hlo, "jit_train_step", steps) | {"step_wall_ms": wall * 1e3}
+            module = hlo.split(None, 2)[1].rstrip(",")  # "HloModule jit_<name>, ..."
+            return summarize_trace(d, hlo, module, steps) | {"step_wall_ms": wall * 1e3}
 
 
 # ---------------------------------------------------------------------------------- figures
