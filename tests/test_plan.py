@@ -182,6 +182,7 @@ def _train_temp_bytes(shape, mesh_sizes) -> float:
 WIDE = TINY.replace(hidden_size=512, intermediate_size=1024, num_heads=8, head_dim=64)
 
 
+@pytest.mark.slow  # two compiles of a 4-layer D=512 step: 15 min at load 12 here
 def test_activations_keep_only_their_rows_on_each_device(monkeypatch):
     """The decoder constrains each layer's activations to their rows (sqjax.sharding
     .constrain_rows) under the train step's mesh: with FSDP, XLA would otherwise keep every
@@ -196,6 +197,7 @@ def test_activations_keep_only_their_rows_on_each_device(monkeypatch):
     assert constrained < 0.9 * free  # 599 vs 712 MB measured (jax 0.10.2, libtpu 0.0.42.1)
 
 
+@pytest.mark.slow  # two compiles of a 4-layer D=512 step: 15 min at load 12 here
 def test_the_regressor_step_recomputes_activations_with_remat():
     """The difficulty regressor trains with the trainer's remat (its default: full)."""
     from sqjax.plan.programs import TrainShape
