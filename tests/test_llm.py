@@ -9,6 +9,7 @@ import pytest
 from helpers_hf import hf_model, sqjax_twin
 
 from sqjax import compile_budget
+from sqjax.checkpoints.convert import export_tensors, load_from_tensors
 from sqjax.errors import SqjaxError
 from sqjax.sampling import scoring
 from sqjax.sampling import steps as S
@@ -91,3 +92,19 @@ def test_both_layer_layouts_sample_the_same_tokens(model):
 def test_unknown_layout_is_an_error_naming_the_choices(model):
     with pytest.raises(SqjaxError, match="layout='scan'.*auto, layers, stacked"):
         LLM(model, layout="scan")
+
+
+def test_a_second_model_of_the_same_architecture_compiles_nothing(model):
+    """A pipeline rebuilds its handles after each training stage, and the QFT probe samples
+    from the base and the trained model: the second model loads and samples with the
+    programs the first one compiled."""
+    tensors = {k: v * 1.01 for k, v in export_tensors(model)}  # another model, same shapes
+    LLM(model, max_batch=4).generate(PROMPTS, PARAMS)
+    load_from_tensors(model.config, tensors, tensors.__getitem__)
+    before = compile_budget.totals()
+    traces = sum(S.TRACES.values())
+    other = load_from_tensors(model.config, tensors, tensors.__getitem__)
+    got = LLM(other, max_batch=4).generate(PROMPTS, PARAMS)
+    assert (compile_budget.totals() - before).programs == 0
+    assert sum(S.TRACES.values()) == traces
+    assert len(got) == len(PROMPTS)

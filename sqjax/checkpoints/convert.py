@@ -91,7 +91,14 @@ def _layer_sharding(stacked: NamedSharding) -> NamedSharding:
 
 def _zeros(shape, dtype, sharding: NamedSharding) -> jax.Array:
     """A zero array created on the devices of its sharding (no host copy)."""
-    return jax.jit(lambda: jnp.zeros(shape, dtype), out_shardings=sharding)()
+    return _zeros_program(tuple(shape), jnp.dtype(dtype), sharding)()
+
+
+@functools.cache
+def _zeros_program(shape: tuple[int, ...], dtype, sharding: NamedSharding):
+    """One jitted program per (shape, dtype, sharding): a later load (another stage, another
+    model of the same shapes) compiles nothing."""
+    return jax.jit(functools.partial(jnp.zeros, shape, dtype), out_shardings=sharding)
 
 
 @functools.partial(jax.jit, donate_argnums=0)

@@ -405,7 +405,21 @@ _resize = jax.jit(S.resize, static_argnames=("size",))
 
 
 def jit_programs(shard) -> tuple:
-    """(decode, insert, clone) jitted with the slots' shardings `shard` (None: unsharded)."""
+    """(decode, insert, clone) jitted with the slots' shardings `shard` (None: unsharded).
+
+    The same jitted functions for equal shardings, so every handle over a model of the same
+    architecture and mesh reuses the programs compiled for the first one (a pipeline
+    rebuilds handles after each training stage, and the QFT probe samples from the base and
+    the trained model): the graphdef is a static argument, the weights a traced one."""
+    if shard is None:
+        return _jit_programs(None)
+    leaves, treedef = jax.tree_util.tree_flatten(shard)
+    return _jit_programs((treedef, tuple(leaves)))
+
+
+@functools.cache
+def _jit_programs(key) -> tuple:
+    shard = None if key is None else jax.tree_util.tree_unflatten(key[0], key[1])
     kw = {} if shard is None else {"out_shardings": (shard, None, None)}
     decode_fn = jax.jit(
         S.decode,

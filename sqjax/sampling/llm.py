@@ -1,9 +1,11 @@
 """`LLM`: one long-lived handle per model for sampling and scoring (vLLM's shape).
 
 The handle owns the model's weights, placed once on its mesh (weights over `tensor`, rows
-over `data` x `fsdp`: SAMPLE_RULES), its tokenizer and its compiled programs. Every call
-reuses them: a second `generate` with shapes seen before compiles nothing and moves no
-weight. Stages share one handle per model and process (sqjax.pipeline.models).
+over `data` x `fsdp`: SAMPLE_RULES), and its tokenizer. Every call reuses them: a second
+`generate` with shapes seen before compiles nothing and moves no weight. Compiled programs
+are shared by every handle of the same architecture and mesh (a trained model samples with
+the programs its base model compiled). Stages share one handle per model and process
+(sqjax.pipeline.models).
 
 Prompts are strings or token-id lists. A string is tokenized exactly as given with
 `tokenizer.encode(text)`: no chat template is applied, and a BOS token appears only if the
@@ -105,7 +107,6 @@ class LLM:
         self.dtype = parse_dtype(self.config.dtype)
         self.tokenizer, self.max_batch, self.chunk = tokenizer, max_batch, chunk
         self.stats: dict[str, float] = {}  # the last generate call's engine counters
-        self._programs: dict[Any, tuple] = {}
 
     def with_tokenizer(self, tokenizer: Any) -> LLM:
         """The same weights and compiled programs with another tokenizer (another chat
@@ -120,14 +121,9 @@ class LLM:
         return nnx.merge(self.graphdef, self.weights)
 
     def sampler_programs(self, shard) -> tuple:
-        """(decode, insert, clone) for slots of these shardings, jitted once per handle."""
-        key = None
-        if shard is not None:
-            leaves, treedef = jax.tree_util.tree_flatten(shard)
-            key = (treedef, tuple(leaves))
-        if key not in self._programs:
-            self._programs[key] = jit_programs(shard)
-        return self._programs[key]
+        """(decode, insert, clone) for slots of these shardings: jitted once per process
+        and architecture (sqjax.sampling.engine.jit_programs), compiled once per shape."""
+        return jit_programs(shard)
 
     # ----- sampling -----
     def generate(
