@@ -6,6 +6,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 import pytest
+from flax import nnx
 from helpers_hf import hf_model, sqjax_twin
 
 from sqjax import compile_budget
@@ -108,3 +109,16 @@ def test_a_second_model_of_the_same_architecture_compiles_nothing(model):
     assert (compile_budget.totals() - before).programs == 0
     assert sum(S.TRACES.values()) == traces
     assert len(got) == len(PROMPTS)
+
+
+def test_loading_per_layer_equals_unstacking(model):
+    """A path given to a per-layer handle loads each layer's tensors into their own arrays
+    (no stacked copy on the way): the same weights as unstacking the stacked load."""
+    tensors = dict(export_tensors(model))
+    direct = load_from_tensors(model.config, tensors, tensors.__getitem__, per_layer=True)
+    assert direct.per_layer
+    want = nnx.to_flat_state(nnx.state(model.unstacked()))
+    got = dict(nnx.to_flat_state(nnx.state(direct)))
+    assert set(got) == {path for path, _ in want}
+    for path, var in want:
+        assert np.array_equal(np.asarray(got[path].get_value()), np.asarray(var.get_value()))

@@ -76,6 +76,7 @@ def load_model(
     mesh: Mesh | None = None,
     param_dtype: str | None = None,
     rules: Rules | None = None,
+    per_layer: bool = False,
 ) -> Decoder:
     """Loads a Decoder (its `.config` describes it) straight into `mesh` (default: one device).
 
@@ -83,6 +84,8 @@ def load_model(
     it follows `dtype`: float32 for float32 compute, otherwise the compute dtype itself (bfloat16
     weights for bfloat16 sampling, half the memory). Pass param_dtype="float32" for training.
     `rules` maps logical axes to mesh axes (default sqjax.sharding.SAMPLE_RULES).
+    `per_layer` loads into Decoder.unstacked's layout (one array set per layer; what
+    sqjax.LLM samples with on CPU and GPU) with no stacked copy on the way.
     """
     dtype, param_dtype = _dtypes(dtype, param_dtype)
     local = resolve_path(path)
@@ -92,6 +95,7 @@ def load_model(
         "rules": rules or SAMPLE_RULES,
         "dtype": dtype,
         "param_dtype": param_dtype,
+        "per_layer": per_layer,
     }
     if local.is_file():
         if local.suffix != ".gguf":

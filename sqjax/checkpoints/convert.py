@@ -21,7 +21,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from sqjax.errors import SqjaxError
 from sqjax.models.config import ModelConfig, parse_dtype
-from sqjax.models.decoder import Decoder
+from sqjax.models.decoder import Block, Decoder
 from sqjax.models.weight_maps import weight_map
 from sqjax.sharding import SAMPLE_RULES, Rules, make_mesh, place, state_shardings
 
@@ -41,10 +41,16 @@ def load_from_tensors(
     mesh: Mesh | None = None,
     rules: Rules = SAMPLE_RULES,
     source: str = "checkpoint",
+    per_layer: bool = False,
 ) -> Decoder:
-    """Builds a Decoder whose parameters are the transformed tensors `read(key)`."""
+    """Builds a Decoder whose parameters are the transformed tensors `read(key)`; with
+    `per_layer`, in Decoder.unstacked's layout (one array set per layer), each layer's
+    tensors placed as they are read."""
     keys = set(keys)
     model = abstract_model(cfg)
+    if per_layer:
+        L = cfg.num_layers
+        model.blocks = nnx.List([nnx.eval_shape(lambda: Block(cfg, nnx.Rngs(0))) for _ in range(L)])
     mesh = mesh or make_mesh(devices=jax.local_devices()[:1])
     flat = dict(nnx.to_flat_state(nnx.state(model)))
     shardings = dict(nnx.to_flat_state(state_shardings(nnx.state(model), mesh, rules)))
@@ -62,9 +68,12 @@ def load_from_tensors(
     pdtype = parse_dtype(cfg.param_dtype)
     for entry in entries:
         arrays = entry.to_sqjax(np.asarray(read(entry.hf_key)), cfg)
+        stacked = entry.layer is not None and not per_layer
         for path, array in zip(entry.paths, arrays):
+            if entry.layer is not None and per_layer:  # ("blocks", i, ...)
+                path = (path[0], entry.layer, *path[1:])
             var, sharding = flat[path], shardings[path].get_value()
-            want = tuple(var.shape) if entry.layer is None else tuple(var.shape[1:])
+            want = tuple(var.shape[1:]) if stacked else tuple(var.shape)
             if tuple(array.shape) != want:
                 name = ".".join(map(str, path)) + (
                     "" if entry.layer is None else f"[{entry.layer}]"
@@ -73,7 +82,7 @@ def load_from_tensors(
                     f"{source}: tensor {entry.hf_key!r} has a shape that gives {tuple(array.shape)} for "
                     f"{name}, expected {want} from the config"
                 )
-            if entry.layer is None:
+            if not stacked:
                 var.set_value(place(array.astype(pdtype, copy=False), sharding))
                 continue
             if not isinstance(var.get_value(), jax.Array):  # abstract until its first layer

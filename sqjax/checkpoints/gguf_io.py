@@ -173,13 +173,16 @@ def load_gguf(
     *,
     mesh: Mesh | None = None,
     rules: Rules = SAMPLE_RULES,
+    per_layer: bool = False,
     **overrides: Any,
 ) -> Decoder:
     """A Decoder with the dequantized weights of a llama GGUF file."""
     reader = open_reader(path)
     cfg = gguf_config(reader, str(path), **overrides)
     keys, read = gguf_tensors(reader, cfg, str(path))
-    return load_from_tensors(cfg, keys, read, mesh=mesh, rules=rules, source=str(path))
+    return load_from_tensors(
+        cfg, keys, read, mesh=mesh, rules=rules, source=str(path), per_layer=per_layer
+    )
 
 
 def load_gguf_tokenizer(path: str | os.PathLike):

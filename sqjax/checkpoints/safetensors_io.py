@@ -185,12 +185,15 @@ def load_hf_dir(
     *,
     mesh: Mesh | None = None,
     rules: Rules = SAMPLE_RULES,
+    per_layer: bool = False,
     **overrides: Any,
 ) -> Decoder:
     """A Decoder from an HF directory; `overrides` replace config fields (dtype, param_dtype)."""
     cfg = load_config(model_dir, **overrides)
     with tensor_reader(model_dir) as (keys, read):
-        return load_from_tensors(cfg, keys, read, mesh=mesh, rules=rules, source=str(model_dir))
+        return load_from_tensors(
+            cfg, keys, read, mesh=mesh, rules=rules, source=str(model_dir), per_layer=per_layer
+        )
 
 
 def generation_config(cfg: ModelConfig) -> dict[str, Any] | None:

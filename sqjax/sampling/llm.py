@@ -69,8 +69,9 @@ class LLM:
     with `dtype` straight into `mesh`); `tokenizer` a tokenizer, a path, or None (the model
     path's own tokenizer; string prompts then need one). `max_batch` slots decode together.
     `layout`: "auto" (stacked on TPU, one array set per layer elsewhere), "stacked" or
-    "layers"; "layers" holds a second copy of the block weights while the handle is built
-    (one layer at a time is not possible: a slice of a stacked array is a new array).
+    "layers". A path loads straight into the layout; a stacked Decoder given for "layers"
+    is unstacked, which holds a second copy of its block weights while the handle is built
+    (a slice of a stacked array is a new array).
     """
 
     def __init__(
@@ -87,15 +88,17 @@ class LLM:
     ):
         from sqjax.checkpoints.api import load_model, load_tokenizer
 
+        self.layout = _layout(layout)
         if isinstance(model, (str, os.PathLike)):
-            path = model
-            model = load_model(path, dtype=dtype, param_dtype=param_dtype, mesh=mesh)
+            path, per_layer = model, self.layout == "layers"
+            model = load_model(
+                path, dtype=dtype, param_dtype=param_dtype, mesh=mesh, per_layer=per_layer
+            )
             tokenizer = load_tokenizer(path) if tokenizer is None else tokenizer
         if isinstance(tokenizer, (str, os.PathLike)):
             tokenizer = load_tokenizer(tokenizer)
-        self.layout = _layout(layout)
         if self.layout == "layers":
-            model = model.unstacked()
+            model = model.unstacked()  # a no-op for a model loaded per layer
         self.graphdef, weights = nnx.split(model)
         # the slots go on the weights' mesh (load_model uses a one-device mesh), or each
         # program would compile twice (fresh slots vs. its own outputs)
