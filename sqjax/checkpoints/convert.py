@@ -21,7 +21,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from sqjax.errors import SqjaxError
 from sqjax.models.config import ModelConfig, parse_dtype
-from sqjax.models.decoder import Block, Decoder
+from sqjax.models.decoder import Decoder, abstract_layers
 from sqjax.models.weight_maps import weight_map
 from sqjax.sharding import SAMPLE_RULES, Rules, make_mesh, place, state_shardings
 
@@ -49,8 +49,7 @@ def load_from_tensors(
     keys = set(keys)
     model = abstract_model(cfg)
     if per_layer:
-        L = cfg.num_layers
-        model.blocks = nnx.List([nnx.eval_shape(lambda: Block(cfg, nnx.Rngs(0))) for _ in range(L)])
+        model.blocks = abstract_layers(model.config)
     mesh = mesh or make_mesh(devices=jax.local_devices()[:1])
     flat = dict(nnx.to_flat_state(nnx.state(model)))
     shardings = dict(nnx.to_flat_state(state_shardings(nnx.state(model), mesh, rules)))

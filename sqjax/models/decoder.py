@@ -400,6 +400,12 @@ class Decoder(nnx.Module):
             )
 
 
+def abstract_layers(cfg: ModelConfig) -> nnx.List:
+    """Shape-only Blocks, one per layer: the `blocks` of an unstacked model before its
+    weights are read (checkpoint loads, plan's compiles)."""
+    return nnx.List([nnx.eval_shape(lambda: Block(cfg, nnx.Rngs(0))) for _ in range(cfg.num_layers)])
+
+
 def _replace(layers: tuple, i: int, value) -> tuple:
     return layers[:i] + (value,) + layers[i + 1 :]
 

@@ -136,21 +136,25 @@ class SampleShape:
     chunk: int = 16
     stop_ids: int = 4
     dtype: str = "bfloat16"
+    layout: str = "stacked"  # what sqjax.LLM runs on a TPU (bench/tpu_layout.py: why)
 
 
 class _AbstractLLM:
     """What an Engine takes of a sqjax.LLM handle, over abstract weights: an LLM would place
     its weights on the mesh; here they stay ShapeDtypeStructs with their shardings."""
 
-    def __init__(self, cfg: ModelConfig, mesh: Mesh, dtype: str, chunk: int):
+    def __init__(self, cfg: ModelConfig, mesh: Mesh, dtype: str, chunk: int, layout: str):
         from flax.nnx import split
 
+        from sqjax.models.decoder import abstract_layers
+
         model = abstract_model(cfg, dtype, dtype)
+        if layout == "layers":
+            model.blocks = abstract_layers(model.config)
         self.graphdef, weights = split(model)
         self.weights = _with(weights, state_shardings(weights, mesh, SAMPLE_RULES))
         self.config, self.dtype, self.mesh = model.config, model.compute_dtype, mesh
-        self.tokenizer, self.chunk = None, chunk
-        self.layout = "stacked"  # what an LLM runs on a TPU (sqjax.sampling.llm._layout)
+        self.tokenizer, self.chunk, self.layout = None, chunk, layout
 
     @staticmethod
     def sampler_programs(shard) -> tuple:
@@ -164,7 +168,8 @@ def _engine(cfg: ModelConfig, mesh: Mesh, s: SampleShape):
     programs."""
     from sqjax.sampling.engine import Engine
 
-    engine = Engine(_AbstractLLM(cfg, mesh, s.dtype, s.chunk), max_batch=s.slots, chunk=s.chunk)
+    llm = _AbstractLLM(cfg, mesh, s.dtype, s.chunk, s.layout)
+    engine = Engine(llm, max_batch=s.slots, chunk=s.chunk)
     slots = jax.eval_shape(lambda: engine._init_slots(engine.max_batch, s.cache_len, s.stop_ids))
     slots = _with(slots, engine._slot_shardings(slots))
     return engine, slots
