@@ -5,6 +5,7 @@ import json
 
 import pytest
 import yaml
+from test_plan import TINY
 
 from sqjax import paths
 from sqjax.errors import SqjaxError
@@ -12,19 +13,6 @@ from sqjax.models.config import ModelConfig
 from sqjax.models.hf_config import to_hf_config
 from sqjax.plan.abstract import abstract_model, model_config, param_count
 from sqjax.registry import parse_config
-
-TINY = ModelConfig(
-    family="qwen2",
-    vocab_size=512,
-    hidden_size=64,
-    intermediate_size=128,
-    num_layers=2,
-    num_heads=4,
-    num_kv_heads=2,
-    head_dim=16,
-    qkv_bias=True,
-    max_position_embeddings=8192,
-)
 
 
 def _run(model_path: str, tmp_path):
