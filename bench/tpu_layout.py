@@ -1,35 +1,54 @@
 """Decode bytes per step of the sampler's two layer layouts on a TPU slice, compiled ahead of
 time without a TPU (sqjax.plan's programs and its HLO byte count): the check behind
-`sqjax.LLM(layout="auto")` choosing "stacked" on TPU and "layers" elsewhere.
+`sqjax.LLM(layout="auto")` choosing "stacked" on TPU and "layers" elsewhere, and of how close
+a decode step comes to reading each byte it needs once.
 
-Qwen2-Math-7B's layer shape with --layers layers, v5e-8 as data 4 x tensor 2, 64 slots of a
-2,560-slot cache, one 16-step decode call attending --spans slots. The minimum per step is
-each device's weights plus its share of the attended cache, read once. The last stdout line
+A model's layer shape with --layers layers (default: Qwen2-Math-7B, 4 layers) on --topology
+as data x tensor, --slots slots of a --cache-slot cache, one 16-step decode call attending
+--spans slots. The minimum per step is each device's weights plus its share of the attended
+cache, read once. --hlo DIR writes each program's optimized HLO there. The last stdout line
 is one JSON object.
 
     python bench/tpu_layout.py [--layers 4] [--spans 2560,1280]
+    python bench/tpu_layout.py --topology v5p-8 --data 4 --tensor 1 --slots 256 --cache 1024 \
+        --spans 1024 --layouts stacked --layers 28 --model deepseek-ai/deepseek-math-7b-rl
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import pathlib
 import time
 
 from sqjax.plan import programs as P
 from sqjax.plan.compiled import figures
-from sqjax.plan.topology import devices
+from sqjax.plan.roofline import device
+from sqjax.plan.topology import devices, topology
 from sqjax.sharding import make_mesh
 
-DATA, TENSOR, SLOTS, CACHE = 4, 2, 64, 2560
 
-
-def one(cfg, mesh, layout: str, span: int) -> dict:
-    s = P.SampleShape(slots=SLOTS, cache_len=CACHE, prompt_len=512, unique=16, layout=layout)
+def one(cfg, mesh, args, layout: str, span: int, hlo_dir: pathlib.Path | None) -> dict:
+    s = P.SampleShape(
+        slots=args.slots, cache_len=args.cache, prompt_len=512, unique=16, layout=layout
+    )
     t = time.perf_counter()
-    f = figures("decode", lambda: P.decode(cfg, mesh, s, span=span), 15.75 * 1024**3)
+    lowered = {}
+
+    def lower():
+        lowered["program"] = P.decode(cfg, mesh, s, span=span)
+        return lowered["program"]
+
+    capacity = device(topology(args.topology)).hbm_bytes
+    f = figures("decode", lower, capacity)
+    if hlo_dir is not None:
+        hlo_dir.mkdir(parents=True, exist_ok=True)
+        text = lowered["program"].compile().as_text()
+        (hlo_dir / f"decode_{layout}_span{span}.hlo").write_text(text)
     weights = P.weight_bytes_per_device(cfg, mesh, "bfloat16")
-    kv = 2 * cfg.num_layers * cfg.num_kv_heads * cfg.head_dim * 2 * span * SLOTS / DATA / TENSOR
+    K, H, L = cfg.num_kv_heads, cfg.head_dim, cfg.num_layers
+    kv_shards = args.data * min(args.tensor, K)  # kv heads split over the tensor axis
+    kv = 2 * L * K * H * 2 * span * args.slots / kv_shards
     step = f.bytes_accessed / s.chunk
     return {
         "compile_s": round(time.perf_counter() - t, 1),
@@ -45,17 +64,25 @@ def main() -> None:
     from sqjax.models.presets import preset
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="Qwen/Qwen2-Math-7B-Instruct")
     ap.add_argument("--layers", type=int, default=4)
+    ap.add_argument("--topology", default="v5e-8")
+    ap.add_argument("--data", type=int, default=4)
+    ap.add_argument("--tensor", type=int, default=2)
+    ap.add_argument("--slots", type=int, default=64, help="decode rows over all devices")
+    ap.add_argument("--cache", type=int, default=2560)
     ap.add_argument("--spans", default="2560,1280")
+    ap.add_argument("--layouts", default="stacked,layers")
+    ap.add_argument("--hlo", type=pathlib.Path, default=None)
     args = ap.parse_args()
-    cfg = preset("Qwen/Qwen2-Math-7B-Instruct").replace(
+    cfg = preset(args.model).replace(
         num_layers=args.layers, dtype="bfloat16", param_dtype="bfloat16"
     )
-    mesh = make_mesh(DATA, 1, TENSOR, devices=devices("v5e-8"))
-    out = {"layers": args.layers, "topology": "v5e-8", "slots": SLOTS, "cache": CACHE}
+    mesh = make_mesh(args.data, 1, args.tensor, devices=devices(args.topology))
+    out = {k: v for k, v in vars(args).items() if k != "hlo"}
     for span in (int(x) for x in args.spans.split(",")):
-        for layout in ("stacked", "layers"):
-            out[f"{layout}_span{span}"] = one(cfg, mesh, layout, span)
+        for layout in args.layouts.split(","):
+            out[f"{layout}_span{span}"] = one(cfg, mesh, args, layout, span, args.hlo)
             print(layout, span, out[f"{layout}_span{span}"], flush=True)
     print(json.dumps(out))
 

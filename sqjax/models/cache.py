@@ -102,12 +102,19 @@ def write_layer(cache_L: jax.Array, new_BLKH: jax.Array, layer, start_B: jax.Arr
     """Writes the L new keys or values of every row b ([B, L, K, H]) into one layer of a
     stacked cache array at slots start_B[b] .. start_B[b] + L - 1 of `axis` (3 or 4);
     slots past the end are dropped. A scatter of just the new entries, in place when the
-    cache is donated or carried."""
-    B, L = new_BLKH.shape[:2]
-    b_BL = jnp.broadcast_to(jnp.arange(B)[:, None], (B, L))
-    s_BL = start_B[:, None] + jnp.arange(L)
-    index = (layer, b_BL) + (slice(None),) * (axis - 2) + (s_BL,)
-    # advanced indices split by slices: the [B, L] index shape comes first, then K and H
+    cache is donated or carried.
+
+    The kv heads are scatter indices, not a window: with (K, H) as the update window XLA TPU
+    lays the cache out with K inside H's tile, and then copies each layer's K and V out of
+    the stacked cache (and K once more) before attending; with H alone as the window the
+    cache keeps its layout and the attention dots read the layer in place (Qwen2-Math-7B
+    decode on v5p-8: 1.78x -> 1.16x the minimum bytes per step, bench/tpu_layout.py)."""
+    B, L, K = new_BLKH.shape[:3]
+    b_BLK = jnp.broadcast_to(jnp.arange(B)[:, None, None], (B, L, K))
+    k_BLK = jnp.broadcast_to(jnp.arange(K), (B, L, K))
+    s_BLK = jnp.broadcast_to((start_B[:, None] + jnp.arange(L))[:, :, None], (B, L, K))
+    index = (layer, b_BLK, k_BLK) + (slice(None),) * (axis - 3) + (s_BLK,)
+    # advanced indices split by slices: the [B, L, K] index shape comes first, then H
     return cache_L.at[index].set(new_BLKH.astype(cache_L.dtype), mode="drop")
 
 
