@@ -10,12 +10,15 @@ PYTHONPATH, e.g.
     .venv/bin/python bench/compile.py                          # after: one scanned layer
 
 Each program is lowered and compiled `--repeats` times from a fresh jax cache; the last stdout
-line is one JSON object with the medians (seconds) and the machine facts.
+line is one JSON object with the medians (seconds) and the machine facts. `--layers 1,30`
+also compiles the sampler's programs for a one-layer model of the same shape: the part of a
+decode program's compile time that does not depend on depth (the sampler, the loop, the head).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import statistics
@@ -103,7 +106,9 @@ def train_step(model, rows: int, length: int) -> float:
     opt = optax.adamw(1e-5)
     sharding = state_sharding(params, opt, mesh)
     state = init_state(params, opt, sharding)
-    shapes = {k: (1, rows, length) for k in ("tokens", "positions", "segment_ids", "targets", "weights")}
+    shapes = {
+        k: (1, rows, length) for k in ("tokens", "positions", "segment_ids", "targets", "weights")
+    }
     step = make_train_step(graphdef, sft_objective(), opt, optax.constant_schedule(1e-5), sharding,
                            shapes, mesh)  # fmt: skip
     batch = {
@@ -115,18 +120,22 @@ def train_step(model, rows: int, length: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--layers", default="30", help="comma-separated depths for the sampler")
     args = ap.parse_args()
     jax.config.update("jax_enable_compilation_cache", False)
-    model = create_model(SMOLLM2)
-    names = [f"{p}_{x}" if x else p for x in layouts() for p in ("decode", "insert")]
-    figures: dict[str, list[float]] = {k: [] for k in [*names, "train_step"]}
+    depths = [int(x) for x in args.layers.split(",")]
+    models = {n: create_model(dataclasses.replace(SMOLLM2, num_layers=n)) for n in depths}
+    figures: dict[str, list[float]] = {}
     for _ in range(args.repeats):
-        for layout in layouts():
-            decode, insert = sampler_programs(model, batch=32, cache=1024, layout=layout)
-            suffix = f"_{layout}" if layout else ""
-            figures[f"decode{suffix}"].append(decode)
-            figures[f"insert{suffix}"].append(insert)
-        figures["train_step"].append(train_step(model, rows=8, length=256))
+        for n, model in models.items():
+            for layout in layouts():
+                decode, insert = sampler_programs(model, batch=32, cache=1024, layout=layout)
+                suffix = (f"_{layout}" if layout else "") + (
+                    "" if n == SMOLLM2.num_layers else f"_{n}layer"
+                )
+                figures.setdefault(f"decode{suffix}", []).append(decode)
+                figures.setdefault(f"insert{suffix}", []).append(insert)
+        figures.setdefault("train_step", []).append(train_step(models[max(depths)], 8, 256))
         print({k: round(v[-1], 2) for k, v in figures.items()}, flush=True)
     out = {
         "sqjax": os.path.dirname(sqjax.__file__),
