@@ -64,14 +64,20 @@ class Planner:
         m = self.mesh(sizes)
         return m.shape["data"] * m.shape["fsdp"]
 
+    def argument_bytes(self, job: Job, sizes: tuple[int, int, int]) -> float:
+        """What the program's arguments take per device (weights, train state or slots),
+        from their shapes and shardings: no compile."""
+        cfg = model_config(self.run, job.model)
+        dtype = self.run.models[job.model.rpartition(":")[2]].dtype
+        return P.argument_bytes(job.kind, cfg, self.mesh(sizes), job.shape, dtype)
+
     def compile(self, job: Job, sizes: tuple[int, int, int]) -> Figures:
         key = (job.key, sizes)
         if key not in self.cache:
             cfg = model_config(self.run, job.model)
             name = f"{job.stage}/{job.kind} {job.model}"
             mesh, cap = self.mesh(sizes), self.device.hbm_bytes
-            dtype = self.run.models[job.model.rpartition(":")[2]].dtype
-            args = P.argument_bytes(job.kind, cfg, mesh, job.shape, dtype)
+            args = self.argument_bytes(job, sizes)
             if args > cap:  # cannot fit: no need to spend minutes compiling it
                 self.log(f"{name} on {self.topo.name} mesh {sizes}: arguments alone exceed HBM")
                 note = f"arguments alone need {args / GIB:.2f} GiB per device (not compiled)"
@@ -168,38 +174,77 @@ def _variants(job: Job, sizes: tuple[int, int, int], n: int) -> list[tuple[str, 
                 )
         if n >= 4:
             out.append(("mesh: {data: 1, fsdp: -1, tensor: 2}", job, (1, n // 2, 2)))
-    elif job.kind in ("insert", "decode"):
-        s = job.shape
-        out += _wider_tensor(job, n, sizes)
-        for div in (2, 4):
-            if s.slots // div >= n:
-                shape = dataclasses.replace(s, slots=s.slots // div, unique=max(1, s.unique // div))
-                out.append(
-                    (
-                        f"{job.stage}.batch_size: {s.slots // div}",
-                        dataclasses.replace(job, shape=shape),
-                        sizes,
-                    )
-                )
-    elif job.kind == "score":
-        rows, seq_len, kind = job.shape
-        out += _wider_tensor(job, n, sizes)
-        if rows // 2 >= n:
-            out.append(
-                (
-                    f"{job.stage}.batch_size: {rows // 2}",
-                    dataclasses.replace(job, shape=(rows // 2, seq_len, kind)),
-                    sizes,
-                )
-            )
+    elif job.kind in ("insert", "decode", "score"):
+        out += _sampling_variants(job, sizes, n)
     return out
 
 
-def _fix(planner: Planner, job: Job, sizes, tries: int):
+def _sampling_variants(job: Job, sizes: tuple[int, int, int], n: int) -> list[tuple]:
+    """A sampling or scoring job with its weights split over a wider tensor axis (2, 4, 8
+    above the current one, dividing the n devices) and/or its batch cut to 1/2 or 1/4 (at
+    least one row per device): every combination but the job as it is."""
+    tensors = [sizes[2]] + [t for t in (2, 4, 8) if sizes[2] < t <= n and n % t == 0]
+    rows = job.shape.slots if job.kind != "score" else job.shape[0]
+    out = []
+    for tensor in tensors:
+        for div in (1, 2, 4):
+            if (tensor, div) == (sizes[2], 1) or rows // div < n:
+                continue
+            texts, variant = [], job
+            if tensor != sizes[2]:
+                texts.append(f"mesh: {{data: -1, fsdp: 1, tensor: {tensor}}}")
+            if div > 1:
+                texts.append(f"{job.stage}.batch_size: {rows // div}")
+                variant = _with_rows(job, rows // div)
+            mesh = (n // tensor, 1, tensor) if tensor != sizes[2] else sizes
+            out.append((" and ".join(texts), variant, mesh))
+    return out
+
+
+def _with_rows(job: Job, rows: int) -> Job:
+    if job.kind == "score":
+        return dataclasses.replace(job, shape=(rows,) + tuple(job.shape[1:]))
+    s = job.shape
+    ratio = s.slots // rows
+    shape = dataclasses.replace(s, slots=rows, unique=max(1, s.unique // ratio))
+    return dataclasses.replace(job, shape=shape)
+
+
+def _rows(job: Job) -> int:
+    return job.shape[0] if job.kind == "score" else job.shape.slots
+
+
+def _ranked(planner: Planner, job: Job, base: Figures, sizes, variants: list) -> list:
+    """Sampling and scoring variants in the order to compile them: first those estimated to
+    fit, fastest first, then the others, smallest estimate first.
+
+    Estimate: the variant's argument bytes (weights and slots per device, from shapes, no
+    compile) plus the configured program's temporaries scaled by its rows. Speed: a decode
+    step reads about its arguments once (the roofline plan estimates time with), so the
+    bytes per device per row, arguments / rows, rank the variants; a wider tensor axis
+    splits the weights (fewer bytes per row), a smaller batch keeps them (more)."""
+    base_args = planner.argument_bytes(job, sizes)
+    temps = base.total_bytes - base_args if math.isfinite(base.total_bytes) else 0.0
+    scored = []
+    for text, variant, mesh in variants:
+        args = planner.argument_bytes(variant, mesh)
+        estimate = args + max(temps, 0.0) * _rows(variant) / _rows(job)
+        fits = estimate <= planner.device.hbm_bytes
+        rank = (not fits, args / _rows(variant) if fits else estimate)
+        scored.append((rank, text, variant, mesh))
+    scored.sort(key=lambda x: x[0])
+    return [x[1:] for x in scored]
+
+
+def _fix(planner: Planner, job: Job, sizes, tries: int, base: Figures):
     """(config change, figures, job, mesh) of the first variant that fits, compiling at most
     `tries` of them (a variant whose arguments alone exceed HBM costs no compile and no try),
-    or None."""
-    for text, variant, mesh in _variants(job, sizes, planner.topo.num_devices):
+    or None. Training variants go cheapest change first (_variants); sampling and scoring
+    ones by estimated fit and speed (_ranked)."""
+    variants = _variants(job, sizes, planner.topo.num_devices)
+    if job.kind in ("insert", "decode", "score"):
+        variants = _ranked(planner, job, base, sizes, variants)
+    for text, variant, mesh in variants:
         f = planner.compile(variant, mesh)
         if f.fits:
             return text, f, variant, mesh
@@ -230,7 +275,7 @@ def plan(
         for job in jobs(run, stage, rows):
             cfg = model_config(run, job.model)
             f = planner.compile(job, sizes)
-            fix = _fix(planner, job, sizes, fix_tries) if not f.fits and fix_tries else None
+            fix = _fix(planner, job, sizes, fix_tries, f) if not f.fits and fix_tries else None
             # a program that fits only with a fix is estimated as fixed
             run_job, run_f, run_sizes = (job, f, sizes) if fix is None else (fix[2], fix[1], fix[3])
             eff = _efficiency(run_job, run_f, cfg, run_sizes, planner)
@@ -263,13 +308,3 @@ def versions() -> dict[str, str]:
         "jax": jax.__version__,
         "libtpu": version("libtpu"),
     }
-
-
-def _wider_tensor(job, n: int, sizes: tuple[int, int, int]) -> list[tuple]:
-    """The fixes that split a sampling or scoring job's weights over more devices: each
-    tensor width in 2, 4, 8 above the current one that divides the n devices."""
-    return [
-        (f"mesh: {{data: -1, fsdp: 1, tensor: {tensor}}}", job, (n // tensor, 1, tensor))
-        for tensor in (2, 4, 8)
-        if sizes[2] < tensor <= n and n % tensor == 0
-    ]

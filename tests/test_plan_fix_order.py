@@ -1,0 +1,74 @@
+"""The order in which `sqjax plan` compiles the variants of a sampling program that does not
+fit: variants estimated to fit first, fastest first (no compile here: a stub planner gives
+each variant's argument bytes and compiles nothing)."""
+
+from types import SimpleNamespace
+
+from sqjax.plan.api import _fix, _ranked, _variants
+from sqjax.plan.compiled import Figures
+from sqjax.plan.programs import SampleShape
+from sqjax.plan.workload import Job
+
+GIB = 1024**3
+CAPACITY = 31.25 * GIB  # a v6e chip
+WEIGHTS, CACHE = 13.8 * GIB, 16.2 * GIB  # per device at tensor 1 and the configured batch
+# The shape of v6e-8's DeepSeekMath-7B question decode before 0edc040: 128 rows over data 8
+# needed 43.8 GiB, 13.8 GiB of it temporaries; a wider tensor axis alone never fits.
+JOB = Job("gen-questions", "qpo:deepseek-math-rl", "decode", SampleShape(128, 2048, 100, 16), 1.0)
+BASE = Figures("decode", False, CAPACITY, 43.8 * GIB)
+
+
+class StubPlanner:
+    """Argument bytes per device: the weights split over the tensor axis plus the slots'
+    cache (the same per device whatever the tensor axis: more rows, fewer kv heads)."""
+
+    device = SimpleNamespace(hbm_bytes=CAPACITY)
+    topo = SimpleNamespace(num_devices=8)
+
+    def __init__(self):
+        self.compiled = []
+
+    def argument_bytes(self, job, sizes):
+        return WEIGHTS / sizes[2] + CACHE * job.shape.slots / 128
+
+    def compile(self, job, sizes):
+        self.compiled.append((job.shape.slots, sizes))
+        temps = BASE.total_bytes - self.argument_bytes(JOB, (8, 1, 1))
+        total = self.argument_bytes(job, sizes) + temps * job.shape.slots / 128
+        return Figures("decode", total <= CAPACITY, CAPACITY, total, compile_seconds=1.0)
+
+
+def test_sampling_variants_are_every_tensor_and_batch_combination():
+    texts = [text for text, _, _ in _variants(JOB, (8, 1, 1), 8)]
+    assert len(texts) == 4 * 3 - 1  # tensor 1, 2, 4, 8 x batch 128, 64, 32, less the job itself
+    assert "mesh: {data: -1, fsdp: 1, tensor: 2}" in texts
+    assert "gen-questions.batch_size: 64" in texts
+    assert "mesh: {data: -1, fsdp: 1, tensor: 2} and gen-questions.batch_size: 32" in texts
+
+
+def test_variants_estimated_to_fit_come_first_fastest_first():
+    planner = StubPlanner()
+    ranked = _ranked(planner, JOB, BASE, (8, 1, 1), _variants(JOB, (8, 1, 1), 8))
+    temps = BASE.total_bytes - planner.argument_bytes(JOB, (8, 1, 1))
+
+    def estimate(variant, mesh):
+        return planner.argument_bytes(variant, mesh) + temps * variant.shape.slots / 128
+
+    fits = [estimate(v, m) <= CAPACITY for _, v, m in ranked]
+    assert fits == sorted(fits, reverse=True) and any(fits) and not all(fits)
+    per_row = [
+        planner.argument_bytes(v, m) / v.shape.slots for (_, v, m), f in zip(ranked, fits) if f
+    ]
+    assert per_row == sorted(per_row)
+    # the tensor-only variants (all 128 rows) are estimated not to fit: they go last
+    assert {v.shape.slots for _, v, _ in ranked[-3:]} == {128}
+    text, variant, mesh = ranked[0]
+    assert mesh == (1, 1, 8) and variant.shape.slots == 64
+    assert text == "mesh: {data: -1, fsdp: 1, tensor: 8} and gen-questions.batch_size: 64"
+
+
+def test_one_compile_finds_the_fix_that_two_tensor_variants_missed():
+    planner = StubPlanner()
+    _, figures, variant, mesh = _fix(planner, JOB, (8, 1, 1), 1, BASE)
+    assert figures.fits and planner.compiled == [(variant.shape.slots, mesh)]
+    assert variant.shape.slots < JOB.shape.slots
