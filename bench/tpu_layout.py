@@ -5,7 +5,8 @@ a decode step comes to reading each byte it needs once.
 
 A model's layer shape with --layers layers (default: Qwen2-Math-7B, 4 layers) on --topology
 as data x tensor, --slots slots of a --cache-slot cache, one 16-step decode call attending
---spans slots. The minimum per step is each device's weights plus its share of the attended
+--spans slots. The minimum per step is the weights a step reads on each device (all but an
+untied model's embedding table, of which it gathers its rows) plus its share of the attended
 cache, read once. --hlo DIR writes each program's optimized HLO there. The last stdout line
 is one JSON object.
 
@@ -45,7 +46,7 @@ def one(cfg, mesh, args, layout: str, span: int, hlo_dir: pathlib.Path | None) -
         hlo_dir.mkdir(parents=True, exist_ok=True)
         text = lowered["program"].compile().as_text()
         (hlo_dir / f"decode_{layout}_span{span}.hlo").write_text(text)
-    weights = P.weight_bytes_per_device(cfg, mesh, "bfloat16")
+    weights = P.weight_bytes_per_device(cfg, mesh, "bfloat16", read_per_step=True)
     K, H, L = cfg.num_kv_heads, cfg.head_dim, cfg.num_layers
     kv_shards = args.data * min(args.tensor, K)  # kv heads split over the tensor axis
     kv = 2 * L * K * H * 2 * span * args.slots / kv_shards

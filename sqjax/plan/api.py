@@ -110,12 +110,15 @@ def _lowerer(job: Job, cfg: ModelConfig, mesh, run: RunSettings) -> Callable[[],
 
 
 def _efficiency(job: Job, f: Figures, cfg: ModelConfig, sizes, planner: Planner) -> dict:
-    """Compiled figures against their minimum: decode bytes per step vs. weights + KV read
-    once; training FLOPs vs. 6 x params x tokens (8 x with full remat: one more forward)."""
+    """Compiled figures against their minimum: decode bytes per step vs. the weights a step
+    reads (all but an untied model's embedding table) + KV, once; training FLOPs vs.
+    6 x params x tokens (8 x with full remat: one more forward)."""
     n = planner.topo.num_devices
     if job.kind == "decode" and f.fits:
-        weights = P.weight_bytes_per_device(cfg, planner.mesh(sizes), job.shape.dtype)
-        kv = f.argument_bytes - weights  # the slots: KV cache + small per-row arrays
+        mesh, dtype = planner.mesh(sizes), job.shape.dtype
+        held = P.weight_bytes_per_device(cfg, mesh, dtype)
+        weights = P.weight_bytes_per_device(cfg, mesh, dtype, read_per_step=True)
+        kv = f.argument_bytes - held  # the slots: KV cache + small per-row arrays
         step = f.bytes_accessed / job.shape.chunk
         return {
             "bytes_per_step": step,

@@ -238,8 +238,12 @@ def score(cfg: ModelConfig, mesh: Mesh, rows: int, seq_len: int, kind: str, dtyp
     return fn.lower(graphdef, weights, ids, ids)
 
 
-def weight_bytes_per_device(cfg: ModelConfig, mesh: Mesh, dtype: str) -> float:
-    """Bytes of the sampler's weights (SAMPLE_RULES) one device holds."""
+def weight_bytes_per_device(
+    cfg: ModelConfig, mesh: Mesh, dtype: str, *, read_per_step: bool = False
+) -> float:
+    """Bytes of the sampler's weights (SAMPLE_RULES) one device holds; with read_per_step,
+    those a decode step reads: all but the input embedding table when the LM head is a
+    matrix of its own (a step gathers only its rows' embeddings from the table)."""
     model = abstract_model(cfg, dtype, dtype)
     weights = nnx.state(model)
     shardings = state_shardings(weights, mesh, SAMPLE_RULES)
@@ -247,7 +251,10 @@ def weight_bytes_per_device(cfg: ModelConfig, mesh: Mesh, dtype: str) -> float:
     def one(a, s):
         return float(np.prod(s.shard_shape(a.shape))) * jnp.dtype(a.dtype).itemsize
 
-    return sum(jax.tree.leaves(jax.tree.map(one, weights, shardings)))
+    held = sum(jax.tree.leaves(jax.tree.map(one, weights, shardings)))
+    if not read_per_step or cfg.tie_word_embeddings:
+        return held
+    return held - one(weights["embed"], shardings["embed"])
 
 
 def _sharded_bytes(tree: Any) -> float:
