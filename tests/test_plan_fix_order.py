@@ -1,10 +1,13 @@
 """The order in which `sqjax plan` compiles the variants of a sampling program that does not
-fit: variants estimated to fit first, fastest first (no compile here: a stub planner gives
-each variant's argument bytes and compiles nothing)."""
+fit: variants estimated to fit first, fastest first, re-ranked after each one that does not
+fit (no compile here: a stub planner gives each variant's argument bytes, and its "compile"
+adds the temporaries the real program had)."""
 
 from types import SimpleNamespace
 
-from sqjax.plan.api import _fix, _ranked, _variants
+import pytest
+
+from sqjax.plan.api import _fix, _ranked, _temps_per_row, _variants
 from sqjax.plan.compiled import Figures
 from sqjax.plan.programs import SampleShape
 from sqjax.plan.workload import Job
@@ -15,7 +18,8 @@ WEIGHTS, CACHE = 13.8 * GIB, 16.2 * GIB  # per device at tensor 1 and the config
 # The shape of v6e-8's DeepSeekMath-7B question decode before 0edc040: 128 rows over data 8
 # needed 43.8 GiB, 13.8 GiB of it temporaries; a wider tensor axis alone never fits.
 JOB = Job("gen-questions", "qpo:deepseek-math-rl", "decode", SampleShape(128, 2048, 100, 16), 1.0)
-BASE = Figures("decode", False, CAPACITY, 43.8 * GIB)
+BASE = Figures("decode", False, CAPACITY, 43.8 * GIB, compile_seconds=1.0)
+TEMPS_PER_ROW = (43.8 * GIB - WEIGHTS - CACHE) / 128
 
 
 class StubPlanner:
@@ -33,8 +37,7 @@ class StubPlanner:
 
     def compile(self, job, sizes):
         self.compiled.append((job.shape.slots, sizes))
-        temps = BASE.total_bytes - self.argument_bytes(JOB, (8, 1, 1))
-        total = self.argument_bytes(job, sizes) + temps * job.shape.slots / 128
+        total = self.argument_bytes(job, sizes) + TEMPS_PER_ROW * job.shape.slots
         return Figures("decode", total <= CAPACITY, CAPACITY, total, compile_seconds=1.0)
 
 
@@ -48,11 +51,12 @@ def test_sampling_variants_are_every_tensor_and_batch_combination():
 
 def test_variants_estimated_to_fit_come_first_fastest_first():
     planner = StubPlanner()
-    ranked = _ranked(planner, JOB, BASE, (8, 1, 1), _variants(JOB, (8, 1, 1), 8))
-    temps = BASE.total_bytes - planner.argument_bytes(JOB, (8, 1, 1))
+    temps = _temps_per_row(planner, JOB, (8, 1, 1), BASE)
+    assert temps == pytest.approx(TEMPS_PER_ROW)
+    ranked = _ranked(planner, temps, _variants(JOB, (8, 1, 1), 8))
 
     def estimate(variant, mesh):
-        return planner.argument_bytes(variant, mesh) + temps * variant.shape.slots / 128
+        return planner.argument_bytes(variant, mesh) + temps * variant.shape.slots
 
     fits = [estimate(v, m) <= CAPACITY for _, v, m in ranked]
     assert fits == sorted(fits, reverse=True) and any(fits) and not all(fits)
@@ -72,3 +76,15 @@ def test_one_compile_finds_the_fix_that_two_tensor_variants_missed():
     _, figures, variant, mesh = _fix(planner, JOB, (8, 1, 1), 1, BASE)
     assert figures.fits and planner.compiled == [(variant.shape.slots, mesh)]
     assert variant.shape.slots < JOB.shape.slots
+
+
+def test_a_variant_that_does_not_fit_sends_the_search_to_a_smaller_batch():
+    # arguments alone over HBM: the configured program was not compiled, its temporaries are
+    # unknown, and the first guess (tensor 8, all rows) does not fit; the second compile is
+    # re-ranked with that program's temporaries and cuts the batch
+    planner = StubPlanner()
+    base = Figures("decode", False, CAPACITY, 30.0 * GIB)  # not compiled: compile_seconds 0
+    assert _temps_per_row(planner, JOB, (8, 1, 1), base) == 0.0
+    _, figures, variant, mesh = _fix(planner, JOB, (8, 1, 1), 2, base)
+    assert planner.compiled == [(128, (1, 1, 8)), (variant.shape.slots, mesh)]
+    assert figures.fits and variant.shape.slots == 64 and mesh == (1, 1, 8)

@@ -217,21 +217,27 @@ def _rows(job: Job) -> int:
     return job.shape[0] if job.kind == "score" else job.shape.slots
 
 
-def _ranked(planner: Planner, job: Job, base: Figures, sizes, variants: list) -> list:
+def _temps_per_row(planner: Planner, job: Job, sizes, f: Figures) -> float:
+    """Temporaries per row of a compiled program (0 when it was not compiled: its
+    arguments alone exceeded HBM, so its total is only those)."""
+    if f.compile_seconds <= 0 or not math.isfinite(f.total_bytes):
+        return 0.0
+    return max(f.total_bytes - planner.argument_bytes(job, sizes), 0.0) / _rows(job)
+
+
+def _ranked(planner: Planner, temps_per_row: float, variants: list) -> list:
     """Sampling and scoring variants in the order to compile them: first those estimated to
     fit, fastest first, then the others, smallest estimate first.
 
     Estimate: the variant's argument bytes (weights and slots per device, from shapes, no
-    compile) plus the configured program's temporaries scaled by its rows. Speed: a decode
-    step reads about its arguments once (the roofline plan estimates time with), so the
-    bytes per device per row, arguments / rows, rank the variants; a wider tensor axis
-    splits the weights (fewer bytes per row), a smaller batch keeps them (more)."""
-    base_args = planner.argument_bytes(job, sizes)
-    temps = base.total_bytes - base_args if math.isfinite(base.total_bytes) else 0.0
+    compile) plus temps_per_row x its rows. Speed: a decode step reads about its arguments
+    once (the roofline plan estimates time with), so the bytes per device per row,
+    arguments / rows, rank the variants; a wider tensor axis splits the weights (fewer bytes
+    per row), a smaller batch keeps them (more)."""
     scored = []
     for text, variant, mesh in variants:
         args = planner.argument_bytes(variant, mesh)
-        estimate = args + max(temps, 0.0) * _rows(variant) / _rows(job)
+        estimate = args + temps_per_row * _rows(variant)
         fits = estimate <= planner.device.hbm_bytes
         rank = (not fits, args / _rows(variant) if fits else estimate)
         scored.append((rank, text, variant, mesh))
@@ -242,15 +248,22 @@ def _ranked(planner: Planner, job: Job, base: Figures, sizes, variants: list) ->
 def _fix(planner: Planner, job: Job, sizes, tries: int, base: Figures):
     """(config change, figures, job, mesh) of the first variant that fits, compiling at most
     `tries` of them (a variant whose arguments alone exceed HBM costs no compile and no try),
-    or None. Training variants go cheapest change first (_variants); sampling and scoring
-    ones by estimated fit and speed (_ranked)."""
+    or None. Training variants go cheapest change first (_variants). Sampling and scoring
+    ones go by estimated fit and speed (_ranked), re-ranked after each variant that does not
+    fit with the largest temporaries per row compiled so far (so a wider tensor axis that
+    does not fit sends the search to a smaller batch)."""
     variants = _variants(job, sizes, planner.topo.num_devices)
-    if job.kind in ("insert", "decode", "score"):
-        variants = _ranked(planner, job, base, sizes, variants)
-    for text, variant, mesh in variants:
+    sampling = job.kind in ("insert", "decode", "score")
+    temps = _temps_per_row(planner, job, sizes, base) if sampling else 0.0
+    while variants:
+        if sampling:
+            variants = _ranked(planner, temps, variants)
+        text, variant, mesh = variants.pop(0)
         f = planner.compile(variant, mesh)
         if f.fits:
             return text, f, variant, mesh
+        if sampling:
+            temps = max(temps, _temps_per_row(planner, variant, mesh, f))
         tries -= f.compile_seconds > 0
         if tries <= 0:
             break
