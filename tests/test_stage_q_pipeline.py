@@ -34,7 +34,7 @@ qpo_rewrite:
   rewriter: {{url: "{url}", model: fake-4o-mini, api_key_env: SQJAX_Q_TEST_KEY}}
   shard_size: 4
   batch_size: 2
-qpo: {{batch_size: 4, max_len: 64, warmup_steps: 1, max_steps: 2, probe_questions: 4}}
+qpo: {{batch_size: 4, max_len: 64, warmup_steps: 1, max_steps: 2, probe_questions: 3}}
 gen_questions: {{generators: ["qpo:tiny", "tiny"], num_questions: 6, max_tokens: 16, shard_size: 4, batch_size: 8}}
 difficulty: {{model: tiny, solver: tiny, samples_per_question: 2, max_questions: 12, max_tokens: 16, batch_size: 8, max_len: 64, shard_size: 6}}
 filter:
@@ -155,7 +155,13 @@ def test_qpo_side(env):
         (r["rewrite"], r["question"], "tiny") for r in rewrites
     ]
     m = run_stage(cfg, "qpo", run_dir=run)
-    assert set(m["metrics"]["question_probe"]) == {"qft:tiny", "qpo:tiny"}
+    probe = m["metrics"]["question_probe"]
+    # the QFT model's 4-question probe from qft is reused (at least the 3 asked), not redone
+    assert {k: (p["n"], p.get("from_stage")) for k, p in probe.items()} == {
+        "qft:tiny": (4, "qft"),
+        "qpo:tiny": (3, None),
+    }
+    assert not (run / "qpo" / "steps" / "probe-qft_tiny").exists()
     assert (run / "qpo" / "train" / "tiny" / "reference_logps.npy").is_file()
     assert (run / "qpo" / "artifacts" / "tiny" / "config.json").is_file()
     for path in run.rglob("*"):

@@ -109,13 +109,13 @@ def _record(ctx: StageContext, model_ref: str, result: dict) -> None:
 
 def reuse_probe(ctx: StageContext, stage: str, model_ref: str, n: int) -> bool:
     """Copies `model_ref`'s probe from a finished upstream stage's manifest when it judged
-    the same number of questions with the same judge; True if it did."""
+    at least `n` questions with the same judge; True if it did."""
     from sqjax.pipeline.manifest import read_manifest
 
     old = (read_manifest(ctx.run_dir / stage) or {}).get("metrics", {}).get("question_probe", {})
     found = old.get(model_ref)
     judge = ctx.config.filter.solvability.judge
-    if found is None or found.get("n") != n or found.get("judge") != judge:
+    if found is None or found.get("n", 0) < n or found.get("judge") != judge:
         return False
     _record(ctx, model_ref, {**found, "from_stage": stage})
     return True
