@@ -187,7 +187,7 @@ def _sampling_variants(job: Job, sizes: tuple[int, int, int], n: int) -> list[tu
     above the current one, dividing the n devices) and/or its batch cut to 1/2 or 1/4 (at
     least one row per device): every combination but the job as it is."""
     tensors = [sizes[2]] + [t for t in (2, 4, 8) if sizes[2] < t <= n and n % t == 0]
-    rows = job.shape.slots if job.kind != "score" else job.shape[0]
+    rows = _rows(job)
     out = []
     for tensor in tensors:
         for div in (1, 2, 4):
