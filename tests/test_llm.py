@@ -83,7 +83,7 @@ def test_both_layer_layouts_sample_the_same_tokens(model):
     params = SamplingParams(temperature=0.8, max_tokens=40, ignore_eos=True, seed=3, n=2)
     got = {}
     for layout in ("stacked", "layers"):
-        llm = LLM(model, mesh=mesh, max_batch=4, layout=layout)
+        llm = LLM(model, mesh=mesh, max_batch=4, layout=layout, drain_min_steps=0)
         assert llm.model.per_layer == (layout == "layers")
         got[layout] = [[o.token_ids for o in c.outputs] for c in llm.generate(prompts, params)]
     assert got["stacked"] == got["layers"]

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from jax.sharding import Mesh
 
+from sqjax.sampling.engine import DRAIN_MIN_STEPS
 from sqjax.sampling.llm import LLM, Completion, CompletionOutput, CompletionScore
 from sqjax.sampling.params import SamplingParams
 
@@ -36,12 +37,20 @@ def generate(
     mesh: Mesh | None = None,
     max_batch: int = 32,
     chunk: int = 16,
+    drain_min_steps: int = DRAIN_MIN_STEPS,
     progress: bool = True,
     engine_stats: dict | None = None,
 ) -> list[Completion]:
     """`LLM(model, tokenizer, mesh=mesh).generate(prompts, params)`; pass a dict as
     engine_stats to receive the engine's counters (compiles, tokens, seconds)."""
-    llm = LLM(model, tokenizer, mesh=mesh, max_batch=max_batch, chunk=chunk)
+    llm = LLM(
+        model,
+        tokenizer,
+        mesh=mesh,
+        max_batch=max_batch,
+        chunk=chunk,
+        drain_min_steps=drain_min_steps,
+    )
     out = llm.generate(prompts, params, progress=progress)
     if engine_stats is not None:
         engine_stats.update(llm.stats)

@@ -8,7 +8,7 @@ the host collects the new tokens, applies stop strings and frees finished slots.
 Prompt lengths, cache lengths and the number of distinct prompts inserted are bucketed so few
 programs compile; an insert always writes all B rows (unused ones dropped). Once no request
 waits, the drain moves the live rows into a smaller batch (powers of two, down to 1/8 of the
-slots) whose cache holds just the slots they attend.
+slots) when enough steps may be left to repay the new batch's programs.
 """
 
 from __future__ import annotations
@@ -37,6 +37,10 @@ from sqjax.sharding import BATCH, SAMPLE_RULES, batch_sharding, spec_for
 
 CACHE_AXES = cache_layout.AXES  # by Cache field; other slot arrays: rows only
 SPAN = 128  # decode attends the cache's first multiple of SPAN slots that holds every live row
+# The drain moves rows only while the longest live sample may still run this many steps: a
+# smaller batch is a new decode program per span (SmolLM2 on 2 CPU cores: ~3 s to compile,
+# 100-150 steps saved at 32 -> 8 rows), which a short generation's last steps never repay.
+DRAIN_MIN_STEPS = 128
 
 
 def round_up(n: int, multiple: int) -> int:
@@ -78,11 +82,20 @@ class Sample:
 class Engine:
     """Runs requests through `slots` rows with continuous batching; see module docstring."""
 
-    def __init__(self, llm, *, max_batch: int = 32, chunk: int = 16, progress: bool = False):
+    def __init__(
+        self,
+        llm,
+        *,
+        max_batch: int = 32,
+        chunk: int = 16,
+        drain_min_steps: int = DRAIN_MIN_STEPS,
+        progress: bool = False,
+    ):
         """Runs on the weights, mesh and compiled programs of `llm` (a sqjax.LLM handle)."""
         self.llm, self.graphdef, self.weights = llm, llm.graphdef, llm.weights
         self.config, self.dtype, self.mesh = llm.config, llm.dtype, llm.mesh
         self.tokenizer, self.chunk, self.progress = llm.tokenizer, chunk, progress
+        self.drain_min_steps = drain_min_steps
         self.max_batch = round_up(max_batch, self._rows())
         self.stats: dict[str, float] = {}
 
@@ -177,9 +190,9 @@ class Engine:
                 live.update(placed)
             if live and not pending:
                 with clock("drain_seconds"):
-                    shrunk, live = self._drain(slots, live, requests, size, counts)
+                    shrunk, live = self._drain(slots, live, requests, counts)
                     jax.block_until_ready(shrunk.token_B)
-                if shrunk is not slots:  # new shapes: their programs (once per resize)
+                if shrunk is not slots:  # a new batch size: its programs
                     slots, programs = shrunk, self._programs(shrunk)
             if live:
                 clock.start("decode_seconds")
@@ -232,20 +245,21 @@ class Engine:
         end = max(len(requests[x.request].prompt_ids) + len(x.token_ids) for x in live.values())
         return min(size, round_up(end + self.chunk, SPAN))
 
-    def _drain(self, slots, live, requests, size, counts):
+    def _drain(self, slots, live, requests, counts):
         """Once no request waits, moves the live rows into the smallest batch that holds them
-        (a power of two, at least 1/8 of the slots) with a cache of exactly the span they
-        attend: the last long samples stop paying for idle rows and unread slots.
-        Returns the slots and the live samples by their new rows."""
-        B, C = slots.token_B.shape[0], slots.cache.size
+        (a power of two, at least 1/8 of the slots), the last long samples no longer paying
+        for idle rows; only while one of them may still run `drain_min_steps` steps. The
+        cache keeps its size (decode reads just the span). Returns the slots and the live
+        samples by their new rows."""
+        B = slots.token_B.shape[0]
         floor = max(self._rows(), self.max_batch // 8)
         R = min(B, max(floor, round_up(pow2(len(live)), self._rows())))
-        span = self._span(live, requests, size)
-        if R == B and span == C:
+        left = max(requests[x.request].params.max_tokens - len(x.token_ids) for x in live.values())
+        if R == B or left < self.drain_min_steps:
             return slots, live
         order = sorted(live)
         rows_R = np.array(order + order[:1] * (R - len(order)), np.int32)  # extra rows: killed
-        slots = _resize(slots, rows_R, size=span)
+        slots = _take_rows(slots, rows_R)
         if self.mesh is not None:
             slots = jax.device_put(slots, self._slot_shardings(slots))
         counts["drain_resizes"] += 1
@@ -401,7 +415,7 @@ def _ctx_last(prompts, M: int):
     return ctx_M, last_M
 
 
-_resize = jax.jit(S.resize, static_argnames=("size",))
+_take_rows = jax.jit(S.take_rows)
 
 
 def jit_programs(shard) -> tuple:

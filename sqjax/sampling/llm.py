@@ -29,7 +29,7 @@ from jax.sharding import Mesh, NamedSharding
 from sqjax.errors import SqjaxError
 from sqjax.models.config import parse_dtype
 from sqjax.sampling import scoring
-from sqjax.sampling.engine import Engine, Request, jit_programs
+from sqjax.sampling.engine import DRAIN_MIN_STEPS, Engine, Request, jit_programs
 from sqjax.sampling.params import SamplingParams
 from sqjax.sharding import SAMPLE_RULES, state_shardings
 
@@ -67,7 +67,9 @@ class LLM:
 
     `model` is a Decoder or a model path (HF directory, .gguf, asset: value or hub id, loaded
     with `dtype` straight into `mesh`); `tokenizer` a tokenizer, a path, or None (the model
-    path's own tokenizer; string prompts then need one). `max_batch` slots decode together.
+    path's own tokenizer; string prompts then need one). `max_batch` slots decode together,
+    `chunk` steps per device call; once no prompt waits, the live rows move to fewer slots
+    while one may still run `drain_min_steps` steps (0: always).
     `layout`: "auto" (stacked on TPU, one array set per layer elsewhere), "stacked" or
     "layers". A path loads straight into the layout; a stacked Decoder given for "layers"
     is unstacked, which holds a second copy of its block weights while the handle is built
@@ -84,6 +86,7 @@ class LLM:
         param_dtype: str | None = None,
         max_batch: int = 32,
         chunk: int = 16,
+        drain_min_steps: int = DRAIN_MIN_STEPS,
         layout: str = "auto",
     ):
         from sqjax.checkpoints.api import load_model, load_tokenizer
@@ -109,6 +112,7 @@ class LLM:
         self.config = model.config
         self.dtype = parse_dtype(self.config.dtype)
         self.tokenizer, self.max_batch, self.chunk = tokenizer, max_batch, chunk
+        self.drain_min_steps = drain_min_steps
         self.stats: dict[str, float] = {}  # the last generate call's engine counters
 
     def with_tokenizer(self, tokenizer: Any) -> LLM:
@@ -149,7 +153,11 @@ class LLM:
             return []
         requests = [self._request(i, p, sp) for i, (p, sp) in enumerate(zip(prompts, plist))]
         engine = Engine(
-            self, max_batch=max_batch or self.max_batch, chunk=self.chunk, progress=progress
+            self,
+            max_batch=max_batch or self.max_batch,
+            chunk=self.chunk,
+            drain_min_steps=self.drain_min_steps,
+            progress=progress,
         )
         samples = engine.run(requests)
         self.stats = engine.stats
