@@ -2,8 +2,14 @@
 
 Sampling and scoring stages give each process its own shards, so each process runs its own
 copy of a model on a mesh over its local devices (no cross-host traffic per token); training
-stages use the global mesh through sqjax.training. A handle keeps its compiled programs, so
-stages that share a model compile each (program, shape) once per run.
+stages use the global mesh through sqjax.training. Compiled programs are shared by every
+handle of an architecture, so stages compile each (program, shape) once per run.
+
+On TPU and GPU (devices with a memory limit) a stage that loads a model first drops the
+handles that earlier stages used and it has not: `sqjax plan` sizes each stage for its own
+models (a v5e chip holds one 7B model's shard and its cache, not the five models of a paper
+run), so a dropped model is read again when a later stage needs it. On CPU, host memory,
+the handles stay for the whole run.
 """
 
 from __future__ import annotations
@@ -24,15 +30,34 @@ def _tokenizer(path: str) -> Any:
     return load_tokenizer(path)
 
 
-@functools.cache
-def _handle(path: str, dtype: str, param_dtype: str | None, mesh: tuple[int, int, int]) -> LLM:
+_HANDLES: dict[tuple, LLM] = {}  # (path, dtype, param_dtype, mesh) -> handle
+_LAST_STAGE: dict[tuple, str] = {}  # the stage that last asked for each handle
+
+
+def _handle(key: tuple, stage: str) -> LLM:
+    llm = _HANDLES.get(key)
+    if llm is None:
+        import jax
+
+        from sqjax.sampling.llm import LLM
+        from sqjax.sharding import make_mesh
+
+        if _memory_limited():
+            for old in [k for k, by in _LAST_STAGE.items() if by != stage]:
+                del _HANDLES[old], _LAST_STAGE[old]
+        path, dtype, param_dtype, mesh = key
+        devices = make_mesh(*mesh, devices=jax.local_devices())
+        llm = LLM(path, _tokenizer(path), mesh=devices, dtype=dtype, param_dtype=param_dtype)
+        _HANDLES[key] = llm
+    _LAST_STAGE[key] = stage
+    return llm
+
+
+def _memory_limited() -> bool:
+    """True on devices that report a memory limit (TPU, GPU); CPU reports none."""
     import jax
 
-    from sqjax.sampling.llm import LLM
-    from sqjax.sharding import make_mesh
-
-    devices = make_mesh(*mesh, devices=jax.local_devices())
-    return LLM(path, _tokenizer(path), mesh=devices, dtype=dtype, param_dtype=param_dtype)
+    return jax.local_devices()[0].memory_stats() is not None
 
 
 def mesh_sizes(ctx: StageContext) -> tuple[int, int, int]:
@@ -44,7 +69,7 @@ def llm_for(ctx: StageContext, ref: str, *, param_dtype: str | None = None) -> L
     """The handle of a `models` table name or `<stage>:<name>` checkpoint on this process's
     devices, loaded once per process and reused by later stages of the same run."""
     entry = ctx.model_entry(ref)
-    return _handle(str(entry.path), entry.dtype, param_dtype, mesh_sizes(ctx))
+    return _handle((str(entry.path), entry.dtype, param_dtype, mesh_sizes(ctx)), ctx.name)
 
 
 def tokenizer_for(ctx: StageContext, ref: str) -> Any:
@@ -65,4 +90,5 @@ def load_for_training(ctx: StageContext, ref: str) -> tuple[str, Any, str | None
 def forget() -> None:
     """Drops the cached handles (after a training stage rewrote a checkpoint, or to free
     device memory for a trainer)."""
-    _handle.cache_clear()
+    _HANDLES.clear()
+    _LAST_STAGE.clear()
