@@ -4,8 +4,10 @@
 accumulation scan, the chunked LM head, a layer scan, the decode loop) adds one iteration's
 FLOPs and bytes, whatever its trip count. Here every computation gets a multiplier, the
 product of the trip counts of the loops around it, where a loop's trip count is the largest
-integer constant its condition compares the counter with (scans and fori loops count from 0
-to n; the decode loop's bound is `steps`, an upper bound when every row stops early).
+integer constant its condition compares the counter with, divided by the constant the body
+adds to that counter (scans and fori loops count from 0 to n by 1; XLA TPU's windowed
+einsum loops, a matmul split over FSDP shards, may step by 2; the decode loop's bound is
+`steps`, an upper bound when every row stops early).
 
 FLOPs: the parse counts dot/convolution FLOPs once and weighted by the multipliers; the ratio
 (weighted / once) scales XLA's FLOPs.
@@ -33,7 +35,8 @@ _OP = re.compile(r"([\w\-]+)\(")
 _SHAPE = re.compile(r"(\w+)\[([\d,]*)\]")
 _CALLS = re.compile(r"(calls|to_apply|body|condition)=%([\w.\-]+)")
 _BRANCHES = re.compile(r"branch_computations=\{([^}]*)\}")
-_CONST = re.compile(r"s(?:32|64)\[\]\S* constant\((\d+)\)")
+_CONST = re.compile(r"[su](?:32|64)\[\]\S* constant\((\d+)\)")
+_INDEX = re.compile(r"index=(\d+)")
 _BYTES = {
     "pred": 1,
     "s8": 1,
@@ -106,9 +109,35 @@ def _dot_flops(out: str, operands: str, attrs: str, shapes: dict[str, str], op: 
         m = re.search(r"lhs_contracting_dims=\{([\d,]*)\}", attrs)
         k = math.prod(lhs[int(i)] for i in m.group(1).split(",") if i) if m else 1
     else:
-        m = re.search(r"dim_labels=(\w+)_", attrs)
-        k = lhs[m.group(1).index("f")] if m and "f" in m.group(1) else 1
+        return _conv_flops(out, lhs, attrs)
     return 2.0 * _size(out)[0] * k
+
+
+def _conv_flops(out: str, lhs: list[int], attrs: str) -> float:
+    """2 x the multiply-adds of a convolution: per (batch, output feature), the input
+    features times, in every spatial dimension, the window taps that land on input rather
+    than padding, summed over the output positions. XLA TPU writes some dots as
+    convolutions whose windows are mostly padding (a windowed einsum's [heads] dimension:
+    window 28, pad 27 on each side, one tap per output position)."""
+    labels = re.search(r"dim_labels=(\w+)_\w+->(\w+)", attrs)
+    if labels is None or "f" not in labels.group(1):
+        return 2.0 * _size(out)[0]
+    lhs_labels, out_labels = labels.group(1), labels.group(2)
+    out_dims = _dims(out)
+    groups = re.search(r"feature_group_count=(\d+)", attrs)
+    macs = _size(out)[0] * lhs[lhs_labels.index("f")] / (int(groups.group(1)) if groups else 1)
+    window = re.search(r"window=\{([^}]*)\}", attrs)
+    fields = dict(re.findall(r"(\w+)=(\S+)", window.group(1))) if window else {}
+    sizes = fields.get("size", "").split("x") if "size" in fields else []
+    for d, w in enumerate(int(x) for x in sizes):
+        n_in, n_out = lhs[lhs_labels.index(str(d))], out_dims[out_labels.index(str(d))]
+        lo = int(fields["pad"].split("x")[d].split("_")[0]) if "pad" in fields else 0
+        stride = int(fields["stride"].split("x")[d]) if "stride" in fields else 1
+        taps = sum(
+            min(w, n_in + lo - o * stride) - max(0, lo - o * stride) for o in range(n_out)
+        )
+        macs *= max(taps, 0) / n_out
+    return 2.0 * macs
 
 
 def _balanced(text: str, start: int, stop: str) -> int:
@@ -205,6 +234,28 @@ def _param_reads(name: str, comps: dict[str, list[tuple]], memo: dict) -> dict[i
     return out
 
 
+def _step(comps: dict[str, list[tuple]], cond: str | None, body: str) -> int:
+    """What a loop's body adds to the counter its condition compares (1 if not found):
+    the condition's compared get-tuple-element index, the body's ROOT tuple element there,
+    an add of a constant."""
+    by_name = {c: {i[0]: i for i in comps.get(c, [])} for c in (cond, body)}
+    compare = next((i for i in comps.get(cond, []) if i[2] == "compare"), None)
+    if compare is None or not comps.get(body):
+        return 1
+    read = [by_name[cond].get(n) for n in _operand_names(compare[3])]
+    index = next((_INDEX.search(i[4]) for i in read if i and i[2] == "get-tuple-element"), None)
+    root = comps[body][-1]
+    names = _operand_names(root[3])
+    if index is None or root[2] != "tuple" or int(index.group(1)) >= len(names):
+        return 1
+    update = by_name[body].get(names[int(index.group(1))])
+    if update is None or update[2] != "add":
+        return 1
+    added = [by_name[body].get(n) for n in _operand_names(update[3])]
+    steps = [int(i[3]) for i in added if i and i[2] == "constant" and i[3].isdigit()]
+    return max(steps[0], 1) if steps else 1
+
+
 def loop_scale(text: str) -> LoopScale:
     comps, consts = _parse(text)
     entry = comps.pop("__entry__", [(None, None)])[0][1]
@@ -222,7 +273,8 @@ def loop_scale(text: str) -> LoopScale:
         for _, _, op, operands, attrs in comps[name]:
             calls = dict(_CALLS.findall(attrs))
             if op == "while":
-                trip = max(consts.get(calls.get("condition"), []) or [1])
+                bound = max(consts.get(calls.get("condition"), []) or [1])
+                trip = -(-bound // _step(comps, calls.get("condition"), calls["body"]))
                 trips.append(trip)
                 visit(calls["body"], factor * trip)
                 continue
