@@ -76,3 +76,15 @@ def test_a_plain_convolution_counts_every_tap():
         ", window={size=3 pad=1_1}, dim_labels=b0f_0io->b0f",
     )
     assert got == 2 * (8 * 3 + 2 * 2) * 3 * 5
+
+
+def test_a_dilated_convolution_counts_only_taps_on_input_elements():
+    # XLA TPU's batched-dot-as-convolution: 4 inputs dilated by 4 (3 holes between), window
+    # 4, stride 3: each of the 4 outputs has exactly one real tap
+    got = conv_flops(
+        "f32[4,256,1792]",
+        "f32[4,64,256]",
+        "f32[4,64,1792]",
+        ", window={size=4 stride=3 lhs_dilate=4}, dim_labels=0fb_0io->0bf",
+    )
+    assert got == 2 * 4 * 256 * 1792 * 64

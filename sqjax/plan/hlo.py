@@ -115,10 +115,11 @@ def _dot_flops(out: str, operands: str, attrs: str, shapes: dict[str, str], op: 
 
 def _conv_flops(out: str, lhs: list[int], attrs: str) -> float:
     """2 x the multiply-adds of a convolution: per (batch, output feature), the input
-    features times, in every spatial dimension, the window taps that land on input rather
-    than padding, summed over the output positions. XLA TPU writes some dots as
-    convolutions whose windows are mostly padding (a windowed einsum's [heads] dimension:
-    window 28, pad 27 on each side, one tap per output position)."""
+    features times, in every spatial dimension, the window taps that land on an input
+    element rather than on padding or a dilation hole, summed over the output positions.
+    XLA TPU writes some dots as convolutions whose windows are mostly padding (a windowed
+    einsum's [heads] dimension: window 28, pad 27 on each side, one real tap per output) or
+    holes (`lhs_dilate=4` with stride 3: one real tap in each window of 4)."""
     labels = re.search(r"dim_labels=(\w+)_\w+->(\w+)", attrs)
     if labels is None or "f" not in labels.group(1):
         return 2.0 * _size(out)[0]
@@ -128,16 +129,34 @@ def _conv_flops(out: str, lhs: list[int], attrs: str) -> float:
     macs = _size(out)[0] * lhs[lhs_labels.index("f")] / (int(groups.group(1)) if groups else 1)
     window = re.search(r"window=\{([^}]*)\}", attrs)
     fields = dict(re.findall(r"(\w+)=(\S+)", window.group(1))) if window else {}
-    sizes = fields.get("size", "").split("x") if "size" in fields else []
-    for d, w in enumerate(int(x) for x in sizes):
+
+    def per_dim(key: str, d: int, default: str) -> str:
+        return fields[key].split("x")[d] if key in fields else default
+
+    for d, w in enumerate(int(x) for x in fields.get("size", "").split("x") if x):
         n_in, n_out = lhs[lhs_labels.index(str(d))], out_dims[out_labels.index(str(d))]
-        lo = int(fields["pad"].split("x")[d].split("_")[0]) if "pad" in fields else 0
-        stride = int(fields["stride"].split("x")[d]) if "stride" in fields else 1
-        taps = sum(
-            min(w, n_in + lo - o * stride) - max(0, lo - o * stride) for o in range(n_out)
-        )
-        macs *= max(taps, 0) / n_out
+        lo = int(per_dim("pad", d, "0_0").split("_")[0])
+        stride, dilate = int(per_dim("stride", d, "1")), int(per_dim("lhs_dilate", d, "1"))
+        rhs_dilate = int(per_dim("rhs_dilate", d, "1"))
+        macs *= _taps(n_in, n_out, w, lo, stride, dilate, rhs_dilate) / n_out
     return 2.0 * macs
+
+
+def _taps(n_in: int, n_out: int, w: int, lo: int, stride: int, dilate: int, rhs_dilate: int):
+    """Window taps on input elements, over all output positions of one spatial dimension:
+    input element i sits at lo + i * dilate of the padded, dilated line; output o's taps at
+    o * stride + k * rhs_dilate for k < w."""
+    last = (n_in - 1) * dilate
+    total = 0
+    for o in range(n_out):
+        start = o * stride - lo  # tap k reads line position start + k * rhs_dilate
+        if rhs_dilate == 1:  # multiples of `dilate` in [start, start + w - 1], within [0, last]
+            a, b = max(start, 0), min(start + w - 1, last)
+            total += max(0, b // dilate - -(-a // dilate) + 1) if a <= b else 0
+        else:
+            pos = (start + k * rhs_dilate for k in range(w))
+            total += sum(1 for x in pos if 0 <= x <= last and x % dilate == 0)
+    return total
 
 
 def _balanced(text: str, start: int, stop: str) -> int:
