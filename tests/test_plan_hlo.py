@@ -88,3 +88,15 @@ def test_a_dilated_convolution_counts_only_taps_on_input_elements():
         ", window={size=4 stride=3 lhs_dilate=4}, dim_labels=0fb_0io->0bf",
     )
     assert got == 2 * 4 * 256 * 1792 * 64
+
+
+def test_a_kernel_dilated_convolution_counts_its_spread_taps():
+    # length 10 padded by 2 on each side, window 3 with rhs_dilate 2 (taps at 0, 2, 4 of a
+    # span of 5): 10 outputs; the two at each edge have one tap on padding
+    got = conv_flops(
+        "f32[1,10,5]",
+        "f32[1,10,3]",
+        "f32[3,3,5]",
+        ", window={size=3 pad=2_2 rhs_dilate=2}, dim_labels=b0f_0io->b0f",
+    )
+    assert got == 2 * (6 * 3 + 4 * 2) * 3 * 5
