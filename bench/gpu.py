@@ -7,9 +7,15 @@ model shapes, against the roofline measured on the same GPU and against torch + 
   tokens, exactly 128 new tokens, greedy, batch 1 and 256: HF `generate` (sdpa, dynamic cache)
   against one `sqjax.LLM` handle per batch size; sqjax's decode milliseconds per step against
   the bytes a step must read (weights + live KV cache) over the measured bandwidth.
+- Decode trace: one more sqjax generate call under `jax.profiler`, its GPU op events summed
+  (bench/trace_summary.py `device_summary`): busy vs. wall time (the gap is the host: launches,
+  Python, transfers) and the slowest ops by kind (matmul, attention, copy, other), i.e. where
+  a step falls short of the roofline. vLLM runs beside HF when it is installed.
 - Train: Qwen2-Math-1.5B's shape, one SFT step (AdamW, bf16 parameters on both sides) on 8 x
-  1024 packed tokens, against bench/train.py's plain PyTorch loop; MFU against the measured
-  matmul rate.
+  1024 and 2 x 4096 packed tokens, against bench/train.py's plain PyTorch loop (sdpa); sqjax
+  once per attention kernel of --kernels (auto: the best one that works on this GPU; cudnn
+  needs unpacked rows, so packed rows get the Pallas Triton kernel, or XLA with a log line);
+  MFU against the measured matmul rate.
 - Parity: the 1.5B model's logits, sqjax vs transformers, in bf16.
 
 Each section writes its figures to --out/gpu.json as soon as they are known, and the run skips
@@ -27,6 +33,7 @@ import json
 import os
 import statistics
 import sys
+import tempfile
 import time
 
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # torch shares the GPU
@@ -39,9 +46,11 @@ import numpy as np
 import torch
 from common import log
 from flax import nnx
+from trace_summary import device_summary
 from train import OPTIM, SqjaxTrainer, TorchTrainer, sft_batch, torch_batch
 
 from sqjax.checkpoints.convert import load_from_tensors
+from sqjax.models import kernels
 from sqjax.models.hf_config import from_hf_config
 from sqjax.sampling.api import LLM, SamplingParams
 
@@ -74,6 +83,7 @@ TINY = QWEN2_7B | {
 }
 PROMPT, NEW = 64, 128
 DEV = "cuda" if torch.cuda.is_available() else "cpu"  # cpu: --tiny smoke runs only
+DEV_PLATFORM = "gpu" if DEV == "cuda" else "cpu"
 
 
 def sync() -> None:
@@ -86,6 +96,8 @@ class Report:
 
     def __init__(self, out: str | None, budget: float, name: str = "gpu.json"):
         self.path = os.path.join(out, name) if out else None
+        if out:
+            os.makedirs(out, exist_ok=True)
         self.t0, self.budget = time.perf_counter(), budget
         self.data: dict = {}
 
@@ -197,6 +209,7 @@ def decode_case(hf, ours, hc, B: int, reps: int, peak: dict, layouts: list[str])
             s = llms[lay].stats
             steps[lay].append(s["decode_seconds"] / max(1, s["decode_calls"] * llms[lay].chunk))
     hf_s = statistics.median(hf_t)
+    trace = decode_trace(runs[layouts[-1]], llms[layouts[-1]])
     # a step reads every weight once and the live cache (mean context: prompt + NEW/2)
     step_bytes = param_bytes(hf) + B * (PROMPT + NEW // 2) * kv_bytes_per_token(hc)
     floor_s = step_bytes / (peak["peak_gbs"] * 1e9)
@@ -205,6 +218,8 @@ def decode_case(hf, ours, hc, B: int, reps: int, peak: dict, layouts: list[str])
         "roofline_ms_per_step": round(floor_s * 1e3, 3),
         "roofline_tok_s": round(B / floor_s, 1),
     }
+    out["trace_" + layouts[-1]] = trace
+    out["vllm"] = vllm_case(hf, prompts, NEW)
     for lay, llm in llms.items():
         sq_s, step_s = statistics.median(sq_t[lay]), statistics.median(steps[lay])
         out[lay] = {
@@ -220,7 +235,53 @@ def decode_case(hf, ours, hc, B: int, reps: int, peak: dict, layouts: list[str])
     return out
 
 
-def train_case(hf, ours, hc, rows: int, length: int, reps: int, peak: dict) -> dict:
+def decode_trace(run, llm) -> dict:
+    """One generate call under jax.profiler: GPU busy vs. wall time and its slowest ops."""
+    options = jax.profiler.ProfileOptions()
+    options.python_tracer_level = 0
+    with tempfile.TemporaryDirectory() as d:
+        t = time.perf_counter()
+        with jax.profiler.trace(d, profiler_options=options):
+            jax.block_until_ready(run())
+        wall = time.perf_counter() - t
+        summary = device_summary(d)
+    steps = max(1, llm.stats.get("decode_calls", 0) * llm.chunk)
+    return summary | {"wall_ms": round(wall * 1e3, 1), "decode_steps": steps}
+
+
+def vllm_case(hf, prompts: np.ndarray, new: int) -> dict | str:
+    """vLLM's greedy decode of the same weights and prompts, when it is installed (the device
+    image may lack it, and nothing can be installed there). It gets a third of the GPU's
+    memory beside JAX's and torch's."""
+    try:
+        import vllm
+    except ImportError:
+        return "not installed in this image (no network there to install it)"
+    try:
+        with tempfile.TemporaryDirectory() as d:
+            hf.save_pretrained(d)
+            engine = vllm.LLM(
+                model=d,
+                tokenizer=None,
+                skip_tokenizer_init=True,
+                dtype="bfloat16",
+                gpu_memory_utilization=0.33,
+                max_model_len=PROMPT + new,
+            )
+            params = vllm.SamplingParams(temperature=0.0, max_tokens=new, ignore_eos=True)
+            inputs = [{"prompt_token_ids": p.tolist()} for p in prompts]
+            engine.generate(inputs, params)  # warm-up
+            t = time.perf_counter()
+            engine.generate(inputs, params)
+            seconds = time.perf_counter() - t
+            del engine
+            release()
+        return {"vllm": vllm.__version__, "tok_s": round(len(prompts) * new / seconds, 1)}
+    except Exception as e:  # noqa: BLE001 - report what stopped it and go on
+        return f"failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+
+
+def train_case(hf, ours, hc, rows: int, length: int, reps: int, peak: dict, kernel_names) -> dict:
     arrays = sft_batch(rows, length, hc.vocab_size, seed=1)
     batch = torch_batch("sft", arrays)
     batch = {"rows": {k: v.to(DEV) for k, v in batch["rows"].items()}}
@@ -229,26 +290,34 @@ def train_case(hf, ours, hc, rows: int, length: int, reps: int, peak: dict) -> d
     torch_t = torch_steps(TorchTrainer(hf, "sft"), batch, reps)
     del batch
     release()
-    sq = SqjaxTrainer(ours, "sft", arrays, "none", 1024)
-    first = gpu_time(sq.step, 1)[0]
-    sq_t = [gpu_time(sq.step, 1)[0] for _ in range(reps)]
-    torch_s, sq_s = statistics.median(torch_t), statistics.median(sq_t)
-    tokens = rows * length
+    torch_s, tokens = statistics.median(torch_t), rows * length
     matmul_params = sum(p.numel() for p in hf.parameters()) - hf.model.embed_tokens.weight.numel()
     if hc.tie_word_embeddings:
         matmul_params += hf.model.embed_tokens.weight.numel()  # the LM head still multiplies
     flops = tokens * (6 * matmul_params + 12 * hc.num_hidden_layers * hc.hidden_size * length)
-    return {
+    out = {
         "tokens_per_step": tokens,
         "torch_step_s": round(torch_s, 4),
-        "sqjax_step_s": round(sq_s, 4),
-        "ratio": round(torch_s / sq_s, 2),
-        "sqjax_first_call_s": round(first, 1),
         "flops_per_step": flops,
-        "mfu_sqjax": round(flops / sq_s / (peak["peak_tflops"] * 1e12), 3),
         "mfu_torch": round(flops / torch_s / (peak["peak_tflops"] * 1e12), 3),
         "lr": OPTIM.lr,
     }
+    for name in kernel_names:
+        model = ours.with_attention(name)
+        ran = kernels.layer_kernels(model.config, length, True, jnp.bfloat16, DEV_PLATFORM).name
+        sq = SqjaxTrainer(model, "sft", arrays, "none", 1024)
+        first = gpu_time(sq.step, 1)[0]
+        sq_s = statistics.median([gpu_time(sq.step, 1)[0] for _ in range(reps)])
+        out[f"sqjax_{name}"] = {
+            "kernel_ran": ran,
+            "step_s": round(sq_s, 4),
+            "ratio": round(torch_s / sq_s, 2),
+            "first_call_s": round(first, 1),
+            "mfu": round(flops / sq_s / (peak["peak_tflops"] * 1e12), 3),
+        }
+        del sq
+        release()
+    return out
 
 
 def torch_steps(tt: TorchTrainer, batch: dict, reps: int) -> list[float]:
@@ -297,6 +366,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--layouts", default="layers,stacked", help="sqjax.LLM layer layouts")
     ap.add_argument("--train-cases", default="8x1024,2x4096", help="SFT rows x tokens")
+    ap.add_argument("--kernels", default="auto,xla", help="sqjax attention kernels to train with")
     ap.add_argument(
         "--sections",
         default="decode,train",
@@ -329,12 +399,13 @@ def main() -> None:
             rep.put("parity_1_5b", parity(hf, ours, hc))
         for case in args.train_cases.split(","):
             rows, length = (int(x) for x in case.split("x"))
-            length = min(length, 128) if args.tiny else length
+            length = min(length, 256) if args.tiny else length
             if rep.left() < 60:
                 rep.put(f"sft_{rows}x{length}", "skipped: out of budget")
                 continue
             rep.put(
-                f"sft_{rows}x{length}", train_case(hf, ours, hc, rows, length, args.repeats, peak)
+                f"sft_{rows}x{length}",
+                train_case(hf, ours, hc, rows, length, args.repeats, peak, args.kernels.split(",")),
             )
     elif "train" in sections:
         rep.put("train", "skipped: out of budget")

@@ -167,3 +167,34 @@ def summarize_trace(trace_dir: str, hlo_text: str, module_prefix: str, steps: in
         "by_phase_component_ms": rounded(both),
         "top_ops_ms": [(name, round(ms, 1), where[name]) for name, ms in top],
     }
+
+
+KINDS = (  # an op's kind from its event name or HLO op, first match wins
+    ("matmul", ("gemm", "cublas", "cutlass", "matmul", "dot", "triton_gemm", "sm90_xmma")),
+    ("attention", ("mha", "flash", "splash", "attention", "cudnn", "fmha")),
+    ("copy", ("memcpy", "memset", "copy", "dynamic-update-slice", "dynamic_update_slice")),
+)
+
+
+def kind(name: str) -> str:
+    low = name.lower()
+    return next((k for k, words in KINDS if any(w in low for w in words)), "other")
+
+
+def device_summary(trace_dir: str, top: int = 12) -> dict:
+    """Every device op event of a trace (any module): busy milliseconds, by kind, and the
+    slowest ops; the caller sets them against its wall time (the rest is the host)."""
+    by_op, by_kind, count = defaultdict(float), defaultdict(float), defaultdict(int)
+    for e in load_events(trace_dir, ""):
+        name = str(e["args"]["hlo_op"])
+        ms = e["dur"] / 1e3
+        by_op[name] += ms
+        by_kind[kind(f"{e.get('name', '')} {name}")] += ms
+        count[name] += 1
+    slowest = sorted(by_op.items(), key=lambda kv: -kv[1])[:top]
+    return {
+        "method": "jax.profiler trace; device op events summed by HLO op",
+        "busy_ms": round(sum(by_op.values()), 1),
+        "by_kind_ms": {k: round(v, 1) for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1])},
+        "top_ops_ms": [(n, round(ms, 2), count[n]) for n, ms in slowest],
+    }

@@ -8,6 +8,7 @@ all-gathers) and splits heads, ffn and vocab over `tensor`. Rows go over `data` 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -27,12 +28,26 @@ Rules = Mapping[str, str | tuple[str, ...] | None]
 # `layers` (the leading axis of stacked decoder weights and of the KV cache) is never
 # sharded: the layer scan reads one layer at a time, and every device needs every layer.
 TRAIN_RULES: Rules = {
-    "batch": BATCH, "vocab": "tensor", "embed": "fsdp", "heads": "tensor",
-    "kv_heads": "tensor", "mlp": "tensor", "head_dim": None, "norm": None, "layers": None,
+    "batch": BATCH,
+    "vocab": "tensor",
+    "embed": "fsdp",
+    "heads": "tensor",
+    "kv_heads": "tensor",
+    "mlp": "tensor",
+    "head_dim": None,
+    "norm": None,
+    "layers": None,
 }
 SAMPLE_RULES: Rules = {
-    "batch": BATCH, "vocab": "tensor", "embed": None, "heads": "tensor",
-    "kv_heads": "tensor", "mlp": "tensor", "head_dim": None, "norm": None, "layers": None,
+    "batch": BATCH,
+    "vocab": "tensor",
+    "embed": None,
+    "heads": "tensor",
+    "kv_heads": "tensor",
+    "mlp": "tensor",
+    "head_dim": None,
+    "norm": None,
+    "layers": None,
 }
 
 log = logging.getLogger(__name__)
@@ -46,7 +61,9 @@ def check_mesh_sizes(sizes: Sequence[int]) -> None:
         raise SqjaxError(f"mesh sizes {named}: each must be >= 1 or -1, at most one -1 (the rest)")
 
 
-def make_mesh(data: int = -1, fsdp: int = 1, tensor: int = 1, devices: Sequence | None = None) -> Mesh:
+def make_mesh(
+    data: int = -1, fsdp: int = 1, tensor: int = 1, devices: Sequence | None = None
+) -> Mesh:
     """A (data, fsdp, tensor) mesh over all devices; one axis may be -1 (the rest)."""
     devices = list(jax.devices() if devices is None else devices)
     sizes = [data, fsdp, tensor]
@@ -54,7 +71,9 @@ def make_mesh(data: int = -1, fsdp: int = 1, tensor: int = 1, devices: Sequence 
     known = math.prod(s for s in sizes if s != -1)
     if -1 in sizes:
         if len(devices) % known:
-            raise SqjaxError(f"{len(devices)} devices do not divide into mesh {dict(zip(MESH_AXES, sizes))}")
+            raise SqjaxError(
+                f"{len(devices)} devices do not divide into mesh {dict(zip(MESH_AXES, sizes))}"
+            )
         sizes[sizes.index(-1)] = len(devices) // known
     if math.prod(sizes) != len(devices):
         raise SqjaxError(
@@ -71,7 +90,9 @@ def _axis_size(mesh: Mesh, axes: str | tuple[str, ...] | None) -> int:
     return math.prod(mesh.shape[a] for a in axes)
 
 
-def spec_for(logical: Sequence[str | None], shape: Sequence[int], mesh: Mesh, rules: Rules) -> PartitionSpec:
+def spec_for(
+    logical: Sequence[str | None], shape: Sequence[int], mesh: Mesh, rules: Rules
+) -> PartitionSpec:
     """PartitionSpec for one array; a dimension its mesh axes do not divide stays whole."""
     out, used = [], set()
     for name, dim in zip(logical, shape):
@@ -79,7 +100,9 @@ def spec_for(logical: Sequence[str | None], shape: Sequence[int], mesh: Mesh, ru
         flat = (axes,) if isinstance(axes, str) else tuple(axes or ())
         if not flat or used & set(flat) or dim % _axis_size(mesh, axes):
             if flat and dim % _axis_size(mesh, axes):
-                log.debug("dimension %s=%d not divisible by mesh axes %s: replicated", name, dim, flat)
+                log.debug(
+                    "dimension %s=%d not divisible by mesh axes %s: replicated", name, dim, flat
+                )
             out.append(None)
             continue
         used |= set(flat)
@@ -117,6 +140,16 @@ def place(x, sharding: NamedSharding):
     if isinstance(x, jax.Array) and x.is_fully_addressable and not sharding.is_fully_addressable:
         x = np.asarray(x)
     return jax.device_put(x, sharding)
+
+
+def on_mesh(mesh: Mesh | None):
+    """A context in which programs trace against `mesh` (its abstract mesh; a no-op for
+    None): constrain_rows and the attention kernels' shard_map read it, and the kernels
+    learn from it which platform they compile for. jit keys its cache on it, so a program
+    called under two meshes compiles once for each."""
+    if mesh is None:
+        return contextlib.nullcontext()
+    return jax.sharding.use_abstract_mesh(mesh.abstract_mesh)
 
 
 def constrain_rows(x: jax.Array) -> jax.Array:

@@ -18,7 +18,7 @@ class Stub:
 
 def ctx(stage: str):
     mesh = types.SimpleNamespace(data=-1, fsdp=1, tensor=1)  # all devices
-    entry = lambda ref: types.SimpleNamespace(path=f"/models/{ref}", dtype="bfloat16")  # noqa: E731
+    entry = lambda ref: types.SimpleNamespace(path=f"/models/{ref}", dtype="bfloat16")
     return types.SimpleNamespace(
         name=stage, model_entry=entry, config=types.SimpleNamespace(mesh=mesh)
     )

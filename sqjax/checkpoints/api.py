@@ -21,7 +21,7 @@ from sqjax.checkpoints.gguf_io import load_gguf, load_gguf_tokenizer
 from sqjax.checkpoints.safetensors_io import export_hf, load_hf_dir
 from sqjax.data import spm_tokenizer
 from sqjax.errors import SqjaxError
-from sqjax.models.config import DTYPES
+from sqjax.models.config import DTYPES, attention_settings
 from sqjax.models.decoder import Decoder
 from sqjax.sharding import SAMPLE_RULES, Rules
 
@@ -77,6 +77,8 @@ def load_model(
     param_dtype: str | None = None,
     rules: Rules | None = None,
     per_layer: bool = False,
+    attention: str | None = None,
+    attention_block: int | None = None,
 ) -> Decoder:
     """Loads a Decoder (its `.config` describes it) straight into `mesh` (default: one device).
 
@@ -86,6 +88,8 @@ def load_model(
     `rules` maps logical axes to mesh axes (default sqjax.sharding.SAMPLE_RULES).
     `per_layer` loads into Decoder.unstacked's layout (one array set per layer; what
     sqjax.LLM samples with on CPU and GPU) with no stacked copy on the way.
+    `attention` and `attention_block` set the self-attention kernel and its block size
+    (sqjax.models.kernels; None: the config's own, `auto` and 512).
     """
     dtype, param_dtype = _dtypes(dtype, param_dtype)
     local = resolve_path(path)
@@ -96,6 +100,7 @@ def load_model(
         "dtype": dtype,
         "param_dtype": param_dtype,
         "per_layer": per_layer,
+        **attention_settings(attention, attention_block),
     }
     if local.is_file():
         if local.suffix != ".gguf":

@@ -16,6 +16,7 @@ FAMILIES = ("llama", "mistral", "qwen2", "internlm2")
 HEADS = ("lm", "score")
 DTYPES = ("float32", "bfloat16", "float16")
 ROPE_KINDS = ("default", "linear", "llama3", "dynamic")
+ATTENTION = ("auto", "splash", "cudnn", "triton", "xla")  # sqjax.models.kernels
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +69,10 @@ class ModelConfig:
     reward_token_id: int | None = None  # InternLM2 reward models end a chat with it
     dtype: str = "float32"  # compute dtype
     param_dtype: str = "float32"
+    # self-attention kernel of calls without a cache (sqjax.models.kernels: auto, splash,
+    # cudnn, triton, xla) and splash's block size (queries and keys per block)
+    attention: str = "auto"
+    attention_block: int = 512
 
     def __post_init__(self):
         if self.family not in FAMILIES:
@@ -82,6 +87,12 @@ class ModelConfig:
         if self.num_heads % self.num_kv_heads:
             raise SqjaxError(
                 f"num_heads={self.num_heads} is not divisible by num_kv_heads={self.num_kv_heads}"
+            )
+        check_attention(self.attention)
+        if self.attention_block < 128 or self.attention_block % 128:
+            raise SqjaxError(
+                f"attention_block={self.attention_block} must be a positive multiple of 128 "
+                "(the kernels' lane width)"
             )
         if self.head_dim % 2:
             raise SqjaxError(f"head_dim={self.head_dim} must be even for RoPE")
@@ -98,6 +109,24 @@ class ModelConfig:
 
     def replace(self, **changes: Any) -> ModelConfig:
         return dataclasses.replace(self, **changes)
+
+
+def attention_settings(kernel: str | None, block: int | None) -> dict[str, Any]:
+    """ModelConfig changes that set the attention kernel and block (None: leave it)."""
+    out: dict[str, Any] = {}
+    if kernel is not None:
+        out["attention"] = kernel
+    if block is not None:
+        out["attention_block"] = block
+    return out
+
+
+def check_attention(name: str) -> None:
+    """SqjaxError unless `name` is an attention kernel (sqjax.models.kernels)."""
+    if name not in ATTENTION:
+        raise SqjaxError(
+            f"attention={name!r} is not a known attention kernel; use one of {', '.join(ATTENTION)}"
+        )
 
 
 def parse_dtype(name: str):

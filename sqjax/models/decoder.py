@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from sqjax.models import kernels
 from sqjax.models.attention import NEG_INF, chunked_gqa
 from sqjax.models.cache import (
     SLOT_AXIS,
@@ -18,13 +20,13 @@ from sqjax.models.cache import (
     write_layer,
     write_rows,
 )
-from sqjax.models.config import ModelConfig, parse_dtype
+from sqjax.models.config import ModelConfig, attention_settings, parse_dtype
 from sqjax.models.layers import RMSNorm, apply_rope, param, rope_tables, swiglu
 from sqjax.sharding import constrain_rows
 
 ATTN_CHUNK = 512  # a call attending more queries than this attends block by block
 ATTN_BLOCK = 256  # queries (and keys) per block then (CPU: 20% faster than 512 blocks)
-NO_WINDOW = 2**30  # the window of a full-attention layer in a model with sliding windows
+NO_WINDOW = kernels.NO_WINDOW  # the window of a full-attention layer in a windowed model
 
 
 class CacheView(NamedTuple):
@@ -93,9 +95,8 @@ class Attention(nnx.Module):
         k_BLKH = apply_rope(self._project(x_BLD, "k"), cos_BLH, sin_BLH)
         v_BLKH = self._project(x_BLD, "v")
         if cache is None:
-            k_BKHS, v_BKSH = k_BLKH.transpose(0, 2, 3, 1), v_BLKH.transpose(0, 2, 1, 3)
-            mask_BLS = attention_mask(pos_BL, pos_BL, window, seg_BL, seg_BL)
-            new = (k_BKHS, v_BKSH)  # this call's own keys and values
+            new = (k_BLKH.transpose(0, 2, 3, 1), v_BLKH.transpose(0, 2, 1, 3))  # cache layout
+            out_BLNH = _self_attention(self.cfg, q_BLNH, k_BLKH, v_BLKH, pos_BL, seg_BL, window)
         else:
             layer, start_B, span = cache.layer, cache.start_B, cache.pos_BS.shape[1]
             k_LBKHS = write_layer(cache.k_LBKHS, k_BLKH, layer, start_B, SLOT_AXIS["k_LBKHS"])
@@ -104,7 +105,8 @@ class Attention(nnx.Module):
             v_BKSH = read_layer(v_LBKSH, layer, span, SLOT_AXIS["v_LBKSH"])
             mask_BLS = attention_mask(pos_BL, cache.pos_BS, window)
             new = (k_LBKHS, v_LBKSH)
-        out_BLNH = _attend(q_BLNH, k_BKHS.astype(x_BLD.dtype), v_BKSH.astype(x_BLD.dtype), mask_BLS)
+            dt = x_BLD.dtype
+            out_BLNH = _attend(q_BLNH, k_BKHS.astype(dt), v_BKSH.astype(dt), mask_BLS)
         # one [N * H, D] matrix: contracting (N, H) as two axes made XLA CPU transpose the
         # weight at every call (~2% of a decode step; 6% of a 135M per-layer decode step).
         # A stacked decoder's scan already slices it as [N * H, D] (_flat_out_proj).
@@ -114,6 +116,33 @@ class Attention(nnx.Module):
         if self.cfg.o_bias:
             out_BLD = out_BLD + self.o_bias[...].astype(x_BLD.dtype)
         return out_BLD, new
+
+
+def _self_attention(cfg: ModelConfig, q_BLNH, k_BLKH, v_BLKH, pos_BL, seg_BL, window):
+    """A call's tokens attending each other (no cache), by the kernel cfg.attention picks
+    for the call (sqjax.models.kernels): per distinct sliding window of the model's layers,
+    switched on the layer's traced `window` when the layers differ; `_attend` for xla."""
+    L = q_BLNH.shape[1]
+    plan = kernels.layer_kernels(cfg, L, seg_BL is not None, q_BLNH.dtype, kernels.platform())
+
+    def xla(w):
+        mask_BLS = attention_mask(pos_BL, pos_BL, w, seg_BL, seg_BL)
+        return _attend(q_BLNH, k_BLKH.transpose(0, 2, 3, 1), v_BLKH.transpose(0, 2, 1, 3), mask_BLS)
+
+    if all(choice.kernel == "xla" for _, choice in plan.branches):
+        return xla(window)
+    seg_BL = kernels.segments(pos_BL, seg_BL)
+
+    def branch(w, choice):
+        if choice.kernel == "xla":
+            return xla(w)
+        block = cfg.attention_block
+        return kernels.attend(choice.kernel, q_BLNH, k_BLKH, v_BLKH, seg_BL, window=w, block=block)
+
+    if len(plan.branches) == 1:
+        return branch(*plan.branches[0])
+    fns = [functools.partial(branch, w, choice) for w, choice in plan.branches]
+    return jax.lax.switch(plan.index(window), fns)
 
 
 def _attend(q_BLNH, k_BKHS, v_BKSH, mask_BLS):
@@ -207,6 +236,20 @@ class Decoder(nnx.Module):
         nnx.replace_by_pure_dict(state, jax.tree.map(lambda a: a[i], nnx.to_pure_dict(stacked)))
         nnx.update(block, state)
         return block
+
+    def with_attention(self, kernel: str | None, block: int | None = None) -> Decoder:
+        """The same model over the same arrays with another self-attention kernel and/or
+        block size (None: as it is; sqjax.models.kernels)."""
+        changes = attention_settings(kernel, block)
+        if not changes:
+            return self
+        cfg = self.config.replace(**changes)
+        model = nnx.merge(*nnx.split(self))
+        model.config = cfg
+        for _, module in nnx.iter_graph(model):
+            if isinstance(module, Attention):
+                module.cfg = cfg
+        return model
 
     def unstacked(self) -> Decoder:
         """The same model with one Block per layer instead of the stacked `blocks` (new

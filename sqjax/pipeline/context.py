@@ -27,9 +27,9 @@ from sqjax.errors import SqjaxError
 from sqjax.paths import AnyPath
 from sqjax.pipeline import shards as sh
 from sqjax.pipeline.config import ModelEntry, RunSettings, StageView, resolve_model
-from sqjax.progress import Progress
 from sqjax.pipeline.rundir import step_dir
 from sqjax.pipeline.sync import StageSync
+from sqjax.progress import Progress
 
 
 @dataclass

@@ -9,7 +9,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from sqjax import compile_budget, paths
+from sqjax import attention_log, compile_budget, paths
 from sqjax.compile_budget import Compiles
 from sqjax.errors import SqjaxError
 from sqjax.pipeline import manifest as mf
@@ -119,13 +119,14 @@ def _start_manifest(name: str, chash: str, stage_cfg: dict, inputs: dict, old: d
         "attempts": old.get("attempts", 0) + 1,
         "wall_s_before": old.get("wall_s", 0.0),
         "compile_before": old.get("compile", Compiles().as_dict()),
+        "attention_kernels": old.get("attention_kernels", {}),
         "started_at": old.get("started_at", time.strftime("%Y-%m-%dT%H:%M:%S")),
     }
 
 
 def _execute(ctx: StageContext, run) -> dict:
     t0 = last = time.monotonic()
-    compiles0 = compile_budget.totals()
+    compiles0, attention0 = compile_budget.totals(), attention_log.snapshot()
 
     def save(finished: bool = False, force: bool = False) -> None:
         """Progress saves are throttled: each one reads every shard's stats file."""
@@ -133,6 +134,9 @@ def _execute(ctx: StageContext, run) -> dict:
         now = time.monotonic()
         if ctx.process_index == 0 and (finished or force or now - last >= SAVE_EVERY_S):
             _account(ctx, now - t0, finished, compile_budget.totals() - compiles0)
+            # which attention kernel each device program ran (earlier attempts' included)
+            kernels = ctx.manifest.setdefault("attention_kernels", {})
+            kernels.update(attention_log.since(attention0))
             mf.write_manifest(ctx.stage_dir, ctx.manifest)
             last = now
 

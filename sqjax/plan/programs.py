@@ -17,7 +17,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from sqjax.models.config import ModelConfig
 from sqjax.plan.abstract import abstract_model
-from sqjax.sharding import SAMPLE_RULES, TRAIN_RULES, batch_sharding, state_shardings
+from sqjax.sharding import SAMPLE_RULES, TRAIN_RULES, batch_sharding, on_mesh, state_shardings
 
 SFT_KEYS = {
     "tokens": jnp.int32,
@@ -115,7 +115,8 @@ def reference_pass(cfg: ModelConfig, mesh: Mesh, t: TrainShape):
         for k in ROW_KEYS
     }
     fn = jax.jit(lambda w, batch: _both_logps(nnx.merge(graphdef, w), batch))
-    return fn.lower(_with(weights, w_s), batch)
+    with on_mesh(mesh):  # as sqjax.training.dpo.reference_logprobs traces it
+        return fn.lower(_with(weights, w_s), batch)
 
 
 def regressor_step(cfg: ModelConfig, mesh: Mesh, t: TrainShape):
@@ -235,7 +236,8 @@ def score(cfg: ModelConfig, mesh: Mesh, rows: int, seq_len: int, kind: str, dtyp
         "logprobs": scoring.token_logprobs,
         "next": scoring.next_token_logprobs,  # yes_probability: an LM judge's verdict
     }[kind]
-    return fn.lower(graphdef, weights, ids, ids)
+    with on_mesh(mesh):  # as scoring.Batcher calls it
+        return fn.lower(graphdef, weights, ids, ids)
 
 
 def weight_bytes_per_device(

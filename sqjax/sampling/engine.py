@@ -26,6 +26,7 @@ from jax.sharding import NamedSharding
 
 from sqjax.errors import SqjaxError
 from sqjax.models import cache as cache_layout
+from sqjax.models import kernels
 from sqjax.models.cache import init_cache
 from sqjax.progress import Progress
 from sqjax.sampling import steps as S
@@ -33,7 +34,7 @@ from sqjax.sampling.filters import RowSampling
 from sqjax.sampling.params import SamplingParams
 from sqjax.sampling.stops import decode as detok
 from sqjax.sampling.stops import find_stop
-from sqjax.sharding import BATCH, SAMPLE_RULES, batch_sharding, spec_for
+from sqjax.sharding import BATCH, SAMPLE_RULES, batch_sharding, on_mesh, spec_for
 
 CACHE_AXES = cache_layout.AXES  # by Cache field; other slot arrays: rows only
 SPAN = 128  # decode attends the cache's first multiple of SPAN slots that holds every live row
@@ -339,6 +340,7 @@ class Engine:
         src = [uniq[tuple(requests[smp.request].prompt_ids)] for _, smp in placed]
         new = self._new_rows(placed, src, requests, B, B, slots.limits.stop_BE.shape[1])
         slots = insert_fn(self.graphdef, self.weights, slots, ids_UL, ctx_U, last_U, new)
+        kernels.note("prefill", self.config, L, False, self.mesh)
         counts["inserts"] += 1
         counts["prefill_tokens"] += sum(len(k) - 1 for k in uniq)
         return slots
@@ -431,6 +433,18 @@ def jit_programs(shard) -> tuple:
     return _jit_programs((treedef, tuple(leaves)))
 
 
+def _traced_on(mesh, fn):
+    """`fn` traced under `mesh` (sqjax.sharding.on_mesh): the prefill's attention kernel
+    then runs per shard."""
+
+    @functools.wraps(fn)
+    def traced(*args):
+        with on_mesh(mesh):
+            return fn(*args)
+
+    return traced
+
+
 @functools.cache
 def _jit_programs(key) -> tuple:
     shard = None if key is None else jax.tree_util.tree_unflatten(key[0], key[1])
@@ -443,6 +457,7 @@ def _jit_programs(key) -> tuple:
         **kw,
     )
     kw = {} if shard is None else {"out_shardings": shard}
-    insert_fn = jax.jit(S.insert, static_argnums=(0,), donate_argnums=(2,), **kw)
+    mesh = None if shard is None else jax.tree.leaves(shard)[0].mesh
+    insert_fn = jax.jit(_traced_on(mesh, S.insert), static_argnums=(0,), donate_argnums=(2,), **kw)
     clone_fn = jax.jit(S.clone, static_argnames=("length",), donate_argnums=(0,), **kw)
     return decode_fn, insert_fn, clone_fn

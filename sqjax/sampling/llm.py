@@ -74,6 +74,8 @@ class LLM:
     "layers". A path loads straight into the layout; a stacked Decoder given for "layers"
     is unstacked, which holds a second copy of its block weights while the handle is built
     (a slice of a stacked array is a new array).
+    `attention`, `attention_block`: the self-attention kernel of prefill and scoring and its
+    block size (sqjax.models.kernels; None: the model config's own, `auto` and 512).
     """
 
     def __init__(
@@ -88,6 +90,8 @@ class LLM:
         chunk: int = 16,
         drain_min_steps: int = DRAIN_MIN_STEPS,
         layout: str = "auto",
+        attention: str | None = None,
+        attention_block: int | None = None,
     ):
         from sqjax.checkpoints.api import load_model, load_tokenizer
 
@@ -95,9 +99,17 @@ class LLM:
         if isinstance(model, (str, os.PathLike)):
             path, per_layer = model, self.layout == "layers"
             model = load_model(
-                path, dtype=dtype, param_dtype=param_dtype, mesh=mesh, per_layer=per_layer
+                path,
+                dtype=dtype,
+                param_dtype=param_dtype,
+                mesh=mesh,
+                per_layer=per_layer,
+                attention=attention,
+                attention_block=attention_block,
             )
             tokenizer = load_tokenizer(path) if tokenizer is None else tokenizer
+        else:
+            model = model.with_attention(attention, attention_block)
         if isinstance(tokenizer, (str, os.PathLike)):
             tokenizer = load_tokenizer(tokenizer)
         if self.layout == "layers":

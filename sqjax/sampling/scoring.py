@@ -16,9 +16,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from sqjax.models import kernels
 from sqjax.models.head import head_logprobs
 from sqjax.sampling.engine import bucket, pow2, round_up
-from sqjax.sharding import BATCH, batch_sharding
+from sqjax.sharding import BATCH, batch_sharding, on_mesh
 
 TRACES: collections.Counter = collections.Counter()
 CHUNK = 64
@@ -58,6 +59,7 @@ class Batcher:
 
     def __init__(self, llm, batch_size: int = 16):
         self.graphdef, self.weights, self.mesh = llm.graphdef, llm.weights, llm.mesh
+        self.config = llm.config
         mesh = self.mesh
         self.rows = 1 if mesh is None else int(np.prod([mesh.shape[a] for a in BATCH]))
         self.batch_size = batch_size
@@ -78,9 +80,10 @@ class Batcher:
                 mask_BL[r, : len(sequences[i])] = 1
             if self.mesh is not None:
                 ids_BL, mask_BL = jax.device_put((ids_BL, mask_BL), batch_sharding(self.mesh, 2))
-            result = np.asarray(
-                jax.device_get(program(self.graphdef, self.weights, ids_BL, mask_BL))
-            )
+            with on_mesh(self.mesh):  # the attention kernels run per shard of the mesh
+                result_BX = program(self.graphdef, self.weights, ids_BL, mask_BL)
+            kernels.note("score", self.config, L, False, self.mesh)
+            result = np.asarray(jax.device_get(result_BX))
             for r, i in enumerate(idx):
                 out[i] = result[r]
         return out

@@ -37,7 +37,9 @@ def _load(cfg: TrainConfig, mesh) -> tuple[Decoder, Any]:
         model = cfg.model
     else:
         dtype = cfg.compute_dtype or "float32"
-        model = sqjax.load_model(cfg.model, dtype=dtype, param_dtype="float32", mesh=mesh, rules=TRAIN_RULES)
+        model = sqjax.load_model(
+            cfg.model, dtype=dtype, param_dtype="float32", mesh=mesh, rules=TRAIN_RULES
+        )
     if cfg.loss == "regression":
         model = with_score_head(model)
     tokenizer = cfg.tokenizer if cfg.tokenizer is not None else cfg.model
@@ -52,5 +54,8 @@ def train(cfg: TrainConfig) -> TrainResult:
     rows = mesh.shape["data"] * mesh.shape["fsdp"]
     cfg = dataclasses.replace(cfg, accum_steps=micro_batches(cfg.batch_size, cfg.accum_steps, rows))
     model, tokenizer = _load(cfg, mesh)
-    model = shard_model(with_precision(model, cfg.compute_dtype), mesh, TRAIN_RULES)
+    model = with_precision(model, cfg.compute_dtype).with_attention(
+        cfg.attention, cfg.attention_block
+    )
+    model = shard_model(model, mesh, TRAIN_RULES)
     return run(cfg, model, tokenizer, mesh)

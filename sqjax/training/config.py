@@ -23,6 +23,7 @@ def micro_batches(batch_size: int, accum_steps: int, rows: int = 1) -> int:
     ok = [a for a in range(1, min(accum_steps, batch_size) + 1) if batch_size % (a * rows) == 0]
     return max(ok, default=1)
 
+
 LOSSES = ("sft", "dpo", "regression")
 DPO_VARIANTS = ("sigmoid", "ipo", "hinge")
 SFT_MODES = ("full", "completion")
@@ -97,6 +98,8 @@ class TrainConfig:
     optim: OptimConfig = OptimConfig()
     dpo: DPOConfig = DPOConfig()
     compute_dtype: str | None = None  # e.g. "bfloat16" with float32 master weights
+    attention: str | None = None  # self-attention kernel (sqjax.models.kernels); None: model's
+    attention_block: int | None = None  # its block size; None: the model config's (512)
     remat: str = "none"  # "none", "full" (recompute each block) or "dots" (keep matmul outputs)
     logits_chunk: int = LOGITS_CHUNK  # LM-head positions at a time (0: the whole sequence)
     seed: int = 0
@@ -114,7 +117,9 @@ class TrainConfig:
         if self.loss not in LOSSES:
             raise SqjaxError(f"loss={self.loss!r} is not one of {LOSSES}")
         if self.logits_chunk < 0:
-            raise SqjaxError(f"logits_chunk={self.logits_chunk} must be >= 0 (0 turns chunking off)")
+            raise SqjaxError(
+                f"logits_chunk={self.logits_chunk} must be >= 0 (0 turns chunking off)"
+            )
         if self.remat not in REMAT_MODES:
             raise SqjaxError(f"remat={self.remat!r} is not one of {REMAT_MODES}")
         if self.sft_mode not in SFT_MODES:

@@ -21,8 +21,11 @@ from collections.abc import Callable, Iterable
 import jax
 import jax.numpy as jnp
 from flax import nnx, struct
+from jax.sharding import Mesh
 
+from sqjax.models import kernels
 from sqjax.models.decoder import Decoder
+from sqjax.sharding import on_mesh
 from sqjax.training.forward import LOGITS_CHUNK, target_logprobs
 from sqjax.training.sft import Objective
 
@@ -65,7 +68,9 @@ def _metrics(lp: PairLogps, beta: float, losses_B: jax.Array) -> tuple[jax.Array
 def sigmoid_loss(lp: PairLogps, *, beta: float = 0.1, label_smoothing: float = 0.0):
     """DPO's logistic loss, with conservative label smoothing eps."""
     z_B = beta * _logratio_B(lp)
-    losses_B = -(1 - label_smoothing) * jax.nn.log_sigmoid(z_B) - label_smoothing * jax.nn.log_sigmoid(-z_B)
+    losses_B = -(1 - label_smoothing) * jax.nn.log_sigmoid(
+        z_B
+    ) - label_smoothing * jax.nn.log_sigmoid(-z_B)
     return _metrics(lp, beta, losses_B)
 
 
@@ -132,14 +137,22 @@ def _reference_step(model: Decoder, batch: dict) -> tuple[jax.Array, jax.Array]:
     return _both_logps(model, batch)
 
 
-def reference_logprobs(model: Decoder, batches: Iterable[dict]) -> list[dict]:
-    """Reference log-probabilities for each batch, from one frozen forward pass.
+def reference_logprobs(
+    model: Decoder, batches: Iterable[dict], mesh: Mesh | None = None
+) -> list[dict]:
+    """Reference log-probabilities for each batch, from one frozen forward pass (traced
+    under `mesh`, the one the model's weights are on).
 
     Returns, per batch, `{"ref_chosen": [B], "ref_rejected": [B]}` (numpy), to be merged
     into the batch the train step sees.
     """
     out = []
     for batch in batches:
-        chosen_B, rejected_B = _reference_step(model, {k: batch[k] for k in batch if not k.startswith("ref_")})
-        out.append({"ref_chosen": jax.device_get(chosen_B), "ref_rejected": jax.device_get(rejected_B)})
+        rows = {k: batch[k] for k in batch if not k.startswith("ref_")}
+        with on_mesh(mesh):
+            chosen_B, rejected_B = _reference_step(model, rows)
+        kernels.note("reference", model.config, rows["chosen_tokens"].shape[-1], True, mesh)
+        out.append(
+            {"ref_chosen": jax.device_get(chosen_B), "ref_rejected": jax.device_get(rejected_B)}
+        )
     return out

@@ -17,6 +17,7 @@ from flax import nnx
 from sqjax import paths
 from sqjax.data.jsonl import atomic_write_bytes, read_jsonl
 from sqjax.errors import SqjaxError
+from sqjax.models import kernels
 from sqjax.models.decoder import Decoder
 from sqjax.sharding import make_mesh
 from sqjax.training import inputs, regression
@@ -51,24 +52,39 @@ def pad_id(tokenizer: Any) -> int:
 def _sft_data(cfg: TrainConfig, tokenizer: Any) -> Data:
     rows = inputs.load_rows(cfg.data, cfg.data_format)
     examples = inputs.sft_examples(rows, tokenizer, cfg.data_format, cfg.sft_mode)
-    it, n = inputs.sft_iterator(examples, cfg.seq_len, cfg.batch_size, pack=cfg.pack,
-                                seed=cfg.seed, epochs=cfg.epochs, pad_id=pad_id(tokenizer))
+    it, n = inputs.sft_iterator(
+        examples,
+        cfg.seq_len,
+        cfg.batch_size,
+        pack=cfg.pack,
+        seed=cfg.seed,
+        epochs=cfg.epochs,
+        pad_id=pad_id(tokenizer),
+    )
     return Data(it, n, sft_objective(cfg.remat, cfg.logits_chunk))
 
 
-def _reference_table(cfg: TrainConfig, model: Decoder, rows: list[dict], pairs, pad: int) -> np.ndarray:
+def _reference_table(
+    cfg: TrainConfig, model: Decoder, mesh, rows: list[dict], pairs, pad: int
+) -> np.ndarray:
     """[2, pairs] reference log-probs: from the rows, a saved file, or one forward pass."""
     if all("ref_chosen" in r and "ref_rejected" in r for r in rows):
-        return np.asarray([[r["ref_chosen"] for r in rows], [r["ref_rejected"] for r in rows]], np.float32)
+        return np.asarray(
+            [[r["ref_chosen"] for r in rows], [r["ref_rejected"] for r in rows]], np.float32
+        )
     path = paths.as_path(cfg.output_dir) / "reference_logps.npy"
     if path.exists():
         return np.load(io.BytesIO(path.read_bytes()))
     if cfg.dpo.reference_free:
         return np.zeros((2, len(pairs)), np.float32)
     batches = inputs.reference_batches(pairs, cfg.seq_len, cfg.batch_size // cfg.accum_steps, pad)
-    out = reference_logprobs(model, batches)
-    table = np.stack([np.concatenate([o["ref_chosen"] for o in out]),
-                      np.concatenate([o["ref_rejected"] for o in out])])[:, : len(pairs)]
+    out = reference_logprobs(model, batches, mesh)
+    table = np.stack(
+        [
+            np.concatenate([o["ref_chosen"] for o in out]),
+            np.concatenate([o["ref_rejected"] for o in out]),
+        ]
+    )[:, : len(pairs)]
     if jax.process_index() == 0:
         buffer = io.BytesIO()
         np.save(buffer, table)
@@ -76,17 +92,28 @@ def _reference_table(cfg: TrainConfig, model: Decoder, rows: list[dict], pairs, 
     return table
 
 
-def _dpo_data(cfg: TrainConfig, tokenizer: Any, model: Decoder) -> Data:
+def _dpo_data(cfg: TrainConfig, tokenizer: Any, model: Decoder, mesh) -> Data:
     rows = inputs.load_rows(cfg.data, "dpo")
     pairs, kept = inputs.dpo_examples(rows, tokenizer, cfg.seq_len)
     if not pairs:
-        raise SqjaxError(f"every DPO pair has no completion token within seq_len={cfg.seq_len}; raise it")
-    table = _reference_table(cfg, model, [rows[i] for i in kept], pairs, pad_id(tokenizer))
-    it, n = inputs.dpo_iterator(pairs, table[0], table[1], cfg.seq_len, cfg.batch_size,
-                                seed=cfg.seed, epochs=cfg.epochs, pad_id=pad_id(tokenizer))
+        raise SqjaxError(
+            f"every DPO pair has no completion token within seq_len={cfg.seq_len}; raise it"
+        )
+    table = _reference_table(cfg, model, mesh, [rows[i] for i in kept], pairs, pad_id(tokenizer))
+    it, n = inputs.dpo_iterator(
+        pairs,
+        table[0],
+        table[1],
+        cfg.seq_len,
+        cfg.batch_size,
+        seed=cfg.seed,
+        epochs=cfg.epochs,
+        pad_id=pad_id(tokenizer),
+    )
     d = cfg.dpo
-    objective = dpo_objective(d.variant, d.beta, d.label_smoothing, d.reference_free, cfg.remat,
-                              cfg.logits_chunk)
+    objective = dpo_objective(
+        d.variant, d.beta, d.label_smoothing, d.reference_free, cfg.remat, cfg.logits_chunk
+    )
     return Data(it, n, objective)
 
 
@@ -98,9 +125,9 @@ def _regression_data(cfg: TrainConfig, tokenizer: Any) -> Data:
     return Data(it, n, regression.regression_objective(cfg.remat))
 
 
-def _data(cfg: TrainConfig, tokenizer: Any, model: Decoder) -> Data:
+def _data(cfg: TrainConfig, tokenizer: Any, model: Decoder, mesh) -> Data:
     if cfg.loss == "dpo":
-        return _dpo_data(cfg, tokenizer, model)
+        return _dpo_data(cfg, tokenizer, model, mesh)
     if cfg.loss == "regression":
         return _regression_data(cfg, tokenizer)
     return _sft_data(cfg, tokenizer)
@@ -111,7 +138,9 @@ def _device_batch(batch: dict, cfg: TrainConfig, mesh) -> dict:
     out = {}
     for key, array in local.items():
         shape = (array.shape[0], array.shape[1] * jax.process_count(), *array.shape[2:])
-        out[key] = jax.make_array_from_process_local_data(batch_spec(mesh, array.ndim), array, shape)
+        out[key] = jax.make_array_from_process_local_data(
+            batch_spec(mesh, array.ndim), array, shape
+        )
     return out
 
 
@@ -124,7 +153,7 @@ def _counts(batch: dict) -> tuple[int, int]:
 def run(cfg: TrainConfig, model: Decoder, tokenizer: Any, mesh) -> TrainResult:
     """Trains `model` (already on `mesh`) as `cfg` says and returns where results went."""
     out = paths.as_path(cfg.output_dir)
-    data = _data(cfg, tokenizer, model)
+    data = _data(cfg, tokenizer, model, mesh)
     total = min(data.num_batches, cfg.max_steps or data.num_batches)
     graphdef, params = nnx.split(model, nnx.Param)
     optimizer = make_optimizer(cfg.optim, total)
@@ -134,8 +163,12 @@ def run(cfg: TrainConfig, model: Decoder, tokenizer: Any, mesh) -> TrainResult:
     if start is None:
         state = init_state(params, optimizer, sharding)
     else:
-        abstract = jax.eval_shape(lambda p: TrainState(jnp.zeros((), jnp.int32), p, optimizer.init(p)), params)
+        abstract = jax.eval_shape(
+            lambda p: TrainState(jnp.zeros((), jnp.int32), p, optimizer.init(p)), params
+        )
         state = ckpt.restore(start, sharding, abstract, data.iterator)
+    packed = cfg.loss != "regression"  # SFT and DPO rows carry segment ids; regression a mask
+    kernels.note("train_step", model.config, cfg.seq_len, packed, mesh)
     del params, model
     step_fn = None
     monitor = Monitor(out, total, start or 0, _n_params(state), cfg.progress_bar)
@@ -146,8 +179,15 @@ def run(cfg: TrainConfig, model: Decoder, tokenizer: Any, mesh) -> TrainResult:
             device_batch = _device_batch(batch, cfg, mesh)
             if step_fn is None:
                 shapes = {k: v.shape for k, v in device_batch.items()}
-                step_fn = make_train_step(graphdef, data.objective, optimizer, schedule(cfg.optim, total),
-                                          sharding, shapes, mesh)
+                step_fn = make_train_step(
+                    graphdef,
+                    data.objective,
+                    optimizer,
+                    schedule(cfg.optim, total),
+                    sharding,
+                    shapes,
+                    mesh,
+                )
             t0 = time.perf_counter()
             state, metrics = step_fn(state, device_batch)
             metrics = jax.device_get(metrics)

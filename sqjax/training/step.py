@@ -17,7 +17,7 @@ import optax
 from flax import nnx, struct
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from sqjax.sharding import BATCH, TRAIN_RULES, state_shardings
+from sqjax.sharding import BATCH, TRAIN_RULES, on_mesh, state_shardings
 from sqjax.training.sft import Objective
 
 
@@ -107,7 +107,7 @@ def make_train_step(
     def traced(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
         # under the mesh, the decoder keeps each layer's activations on their own rows'
         # devices (sqjax.sharding.constrain_rows)
-        with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):
+        with on_mesh(mesh):
             return train_step(state, batch)
 
     batch_s = {k: batch_spec(mesh, len(shape)) for k, shape in batch_shapes.items()}
