@@ -14,7 +14,7 @@ from sqjax.models.config import ModelConfig
 from sqjax.models.hf_config import to_hf_config
 from sqjax.plan import plan
 from sqjax.plan.hlo import loop_scale
-from sqjax.plan.report import failure_lines, run_report_section, text
+from sqjax.plan.report import failure_lines, run_report_section, text, to_json
 from sqjax.registry import parse_config
 
 TINY = ModelConfig(
@@ -52,6 +52,9 @@ def test_train_and_decode_compile_with_positive_figures(tmp_path):
     assert f.fits and f.argument_bytes > 0 and f.output_bytes > 0 and f.total_bytes > 0
     assert f.flops > 0 and f.bytes_accessed > 0 and f.compile_seconds > 0
     assert train.hours > 0 and "flops_vs_model" in train.efficiency
+    program = to_json(qft)["programs"][0]
+    assert program["attention_kernel"] == f.attention_kernel == "xla"  # 64 tokens: no splash
+    assert program["bound"] in ("flops", "bytes")
     sample = _run(
         tmp_path,
         "gen-questions",
@@ -117,6 +120,7 @@ def test_cli_exits_nonzero_with_one_line_per_failing_program(tmp_path):
     assert "does not fit: qft: train of tiny needs" in res.output
     data = json.loads(out.read_text())
     assert data["programs"][0]["figures"]["fits"] is False and data["versions"]["libtpu"]
+    assert data["programs"][0]["bound"] is None  # no time for a program that does not fit
     # the run report's Plan section reads what plan left in RUN/plan/
     assert json.loads((tmp_path / "run" / "plan" / "v5e-4.json").read_text()) == data
     section = "\n".join(run_report_section(tmp_path / "run"))

@@ -1,6 +1,8 @@
 """One program compiled ahead of time for a TPU topology, and what its compile tells:
-memory per device (compiled.memory_analysis), FLOPs per call (compiled.cost_analysis, loop
-bodies scaled by trip counts), bytes per call (counted from the optimized HLO, loop bodies
+memory per device (compiled.memory_analysis: arguments + outputs + temporaries, or the peak
+where libtpu reports a larger one), FLOPs per call (compiled.cost_analysis, loop bodies
+scaled by trip counts, plus the Pallas attention kernels' analytic FLOPs, which XLA does not
+count: sqjax/plan/kernels.py), bytes per call (counted from the optimized HLO, loop bodies
 scaled by trip counts and a layer's slice of stacked arrays at its own size: sqjax/plan/hlo.py)
 and compile time. A program too large for HBM fails to compile; its error gives what it needed."""
 
@@ -11,6 +13,8 @@ import re
 import time
 from collections.abc import Callable
 from typing import Any
+
+import jax
 
 from sqjax.plan.hlo import loop_scale
 
@@ -31,16 +35,20 @@ class Figures:
     name: str
     fits: bool
     capacity_bytes: float
-    total_bytes: float  # arguments + outputs - aliased + temporaries (or what the OOM named)
+    total_bytes: float  # max(arguments + outputs - aliased + temporaries, peak) (or the OOM's)
     argument_bytes: float = 0.0
     output_bytes: float = 0.0
     alias_bytes: float = 0.0
     temp_bytes: float = 0.0
-    flops: float = 0.0
+    summed_bytes: float = 0.0  # arguments + outputs - aliased + temporaries + code
+    peak_bytes: float = 0.0  # memory_analysis().peak_memory_in_bytes (0: not reported)
+    flops: float = 0.0  # XLA's, trip-scaled, + kernel_flops
+    kernel_flops: float = 0.0  # the attention kernels' (sqjax/plan/kernels.py), trip-scaled
     bytes_accessed: float = 0.0  # hlo.py's count (XLA's, trip-scaled, if the parse found none)
     xla_flops: float = 0.0  # as cost_analysis counts them (each loop body once)
     xla_bytes: float = 0.0
     trip_counts: tuple[int, ...] = ()
+    attention_kernel: str = "xla"  # "splash" where its Pallas calls are in the program
     compile_seconds: float = 0.0
     error: str | None = None
 
@@ -50,9 +58,12 @@ class Figures:
 
 
 def figures(name: str, lower: Callable[[], Any], capacity_bytes: float) -> Figures:
-    """Compiles `lower()` (a jax.stages.Lowered) and reads its figures."""
+    """Compiles `lower()` (a jax.stages.Lowered) and reads its figures. It lowers at the
+    default matmul precision, as a TPU run does: Mosaic has no bf16 dot at "highest" (the
+    tests' setting), so a splash kernel lowered there fails to compile."""
     t0 = time.perf_counter()
-    lowered = lower()
+    with jax.default_matmul_precision("default"):
+        lowered = lower()
     try:
         compiled = lowered.compile()
     except Exception as e:  # noqa: BLE001 - XLA raises one runtime error type for everything
@@ -61,6 +72,8 @@ def figures(name: str, lower: Callable[[], Any], capacity_bytes: float) -> Figur
     m = compiled.memory_analysis()
     total = m.argument_size_in_bytes + m.output_size_in_bytes - m.alias_size_in_bytes
     total += m.temp_size_in_bytes + m.generated_code_size_in_bytes
+    peak = float(getattr(m, "peak_memory_in_bytes", 0) or 0)
+    summed, total = float(total), max(float(total), peak)  # Pallas buffers can pass the sum
     cost = compiled.cost_analysis() or {}
     cost = cost[0] if isinstance(cost, list) else cost
     scale = loop_scale(compiled.as_text())
@@ -69,16 +82,20 @@ def figures(name: str, lower: Callable[[], Any], capacity_bytes: float) -> Figur
         name=name,
         fits=total <= capacity_bytes,
         capacity_bytes=capacity_bytes,
-        total_bytes=float(total),
+        total_bytes=total,
         argument_bytes=float(m.argument_size_in_bytes),
         output_bytes=float(m.output_size_in_bytes),
         alias_bytes=float(m.alias_size_in_bytes),
         temp_bytes=float(m.temp_size_in_bytes),
-        flops=flops * scale.flops,
+        summed_bytes=summed,
+        peak_bytes=peak,
+        flops=flops * scale.flops + scale.kernel_flops,
+        kernel_flops=scale.kernel_flops,
         bytes_accessed=scale.hlo_bytes or nbytes * scale.bytes,
         xla_flops=flops,
         xla_bytes=nbytes,
         trip_counts=scale.trip_counts,
+        attention_kernel="+".join(scale.kernels) or "xla",
         compile_seconds=seconds,
     )
 

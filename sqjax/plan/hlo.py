@@ -21,6 +21,14 @@ layers needs: each iteration's fusions take the whole stacked weights and KV cac
 operands and slice out one layer, and XLA's cost analysis counts every such operand at its
 full, all-layers size (a 7B decode step then "reads" 28 x its weights). A copy XLA makes of
 a slice (a layout change, a materialised layer) is counted, as it is real traffic.
+
+A conditional counts its heaviest branch (the most FLOPs; the most bytes), as XLA's cost
+analysis does for FLOPs (its maximum over the branches, checked on a v5e compile of
+lax.cond): a layer scan switching between full and windowed attention, or sqjax's blockwise
+XLA attention skipping unseen blocks, is counted at the heavier side. A Pallas attention
+kernel (a tpu_custom_call, which XLA counts nothing inside) gets analytic FLOPs
+(`LoopScale.kernel_flops`, trip-weighted, added on top of XLA's) and bytes, which replace
+the call's operands-plus-result count (sqjax/plan/kernels.py).
 """
 
 from __future__ import annotations
@@ -28,6 +36,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+
+from sqjax.plan import kernels
 
 _HEADER = re.compile(r"^(?:ENTRY )?%?([\w.\-]+) \(.*\{\s*$")
 _NAME = re.compile(r"^\s*(?:ROOT )?%([\w.\-]+) = ")
@@ -77,6 +87,8 @@ class LoopScale:
     bytes: float
     trip_counts: tuple[int, ...]  # of every while loop, outermost first by appearance
     hlo_bytes: float = 0.0  # this parse's own count, trip-weighted (slices at their size)
+    kernel_flops: float = 0.0  # the attention kernels' analytic FLOPs, trip-weighted
+    kernels: tuple[str, ...] = ()  # families of the Pallas kernels called ("splash", ...)
 
 
 class _CALLS_RE:
@@ -184,11 +196,38 @@ def _instruction(line: str) -> tuple[str, str, str, str, str] | None:
     return m.group(1), shape, op.group(1), rest[op.end() : close], rest[close + 1 :]
 
 
+def _depth(line: str) -> int:
+    """Brackets a line leaves open."""
+    opened = line.count("(") + line.count("[") + line.count("{")
+    return opened - line.count(")") - line.count("]") - line.count("}")
+
+
+def _lines(text: str):
+    """The text's lines, an instruction broken over several lines joined into one (a custom
+    call's frontend attributes are: `kernel_metadata={` then its JSON on the next line)."""
+    pending, depth = None, 0
+    for line in text.splitlines():
+        if pending is not None and (_NAME.match(line) or _HEADER.match(line)):
+            yield pending  # a malformed break: give up joining
+            pending = None
+        if pending is not None:
+            pending, depth = pending + line, depth + _depth(line)
+            if depth <= 0:
+                yield pending
+                pending = None
+        elif _NAME.match(line) and (depth := _depth(line)) > 0:
+            pending = line
+        else:
+            yield line
+    if pending is not None:
+        yield pending
+
+
 def _parse(text: str):
     comps: dict[str, list[tuple]] = {}
     consts: dict[str, list[int]] = {}
     current = None
-    for line in text.splitlines():
+    for line in _lines(text):
         if (h := _HEADER.match(line)) is not None:
             current = comps.setdefault(h.group(1), [])
             ints = consts.setdefault(h.group(1), [])
@@ -275,66 +314,115 @@ def _step(comps: dict[str, list[tuple]], cond: str | None, body: str) -> int:
     return max(steps[0], 1) if steps else 1
 
 
+@dataclasses.dataclass(frozen=True)
+class _Cost:
+    flops: float = 0.0  # dot and convolution FLOPs
+    kernel_flops: float = 0.0  # of the attention kernels (sqjax/plan/kernels.py)
+    bytes: float = 0.0
+
+    def __add__(self, o: _Cost) -> _Cost:
+        return _Cost(self.flops + o.flops, self.kernel_flops + o.kernel_flops, self.bytes + o.bytes)
+
+    def __mul__(self, k: float) -> _Cost:
+        return _Cost(self.flops * k, self.kernel_flops * k, self.bytes * k)
+
+
+def _heaviest(branches: list[_Cost]) -> _Cost:
+    """A conditional runs one branch: the FLOPs of the one with most, the bytes of the one
+    with most (XLA's cost analysis takes each figure's maximum over the branches too)."""
+    if not branches:
+        return _Cost()
+    flops = max(branches, key=lambda c: c.flops + c.kernel_flops)
+    return _Cost(flops.flops, flops.kernel_flops, max(c.bytes for c in branches))
+
+
+def _own_cost(name, body, fused, in_place, reads, found: set[str]) -> _Cost:
+    """A computation's own FLOPs and bytes, without those of the computations it calls."""
+    shapes = {n: s for n, s, *_ in body}
+    cost = _Cost()
+    for iname, out, op, operands, attrs in body:
+        if op in ("dot", "convolution"):
+            cost += _Cost(flops=_dot_flops(out, operands, attrs, shapes, op))
+        if name in fused or op in _FREE:
+            continue
+        names = _operand_names(operands)
+        sizes = [_size(shapes[n])[1] for n in names if n in shapes]
+        callee = _CALLS_RE.get("calls", attrs)
+        if op == "custom-call" and 'custom_call_target="tpu_custom_call"' in attrs:
+            found.add(kernels.family(iname, attrs))
+            arrays = [(tuple(_dims(shapes[n])), _size(shapes[n])[1]) for n in names if n in shapes]
+            results = [
+                (tuple(int(d) for d in dims.split(",") if d), _size(f"{t}[{dims}]")[1])
+                for t, dims in _SHAPE.findall(out)
+            ]
+            if (k := kernels.cost(iname, attrs, arrays, results)) is not None:
+                cost += _Cost(kernel_flops=k.flops, bytes=k.bytes)
+                continue
+        if op in _IN_PLACE or callee in in_place:
+            # an in-place update reads and writes its update, not the whole buffer
+            b = 2 * (sum(sizes) - max(sizes, default=0))
+        elif op in _SLICES:
+            b = 2 * _size(out)[1]  # a slice reads what it returns, not its whole operand
+        else:
+            # a fusion reads only the slices it takes of an operand it slices
+            sliced = reads.get(callee, {}) if op == "fusion" else {}
+            read = [sliced.get(i, _size(shapes[n])[1]) for i, n in enumerate(names) if n in shapes]
+            b = _size(out)[1] + sum(read)
+        cost += _Cost(bytes=b)
+    return cost
+
+
 def loop_scale(text: str) -> LoopScale:
     comps, consts = _parse(text)
     entry = comps.pop("__entry__", [(None, None)])[0][1]
     in_place = {name for name, body in comps.items() if body and body[-1][2] in _IN_PLACE}
     memo: dict[str, dict[int, int]] = {}
     reads = {name: _param_reads(name, comps, memo) for name in comps}
-    mult: dict[str, float] = {}
-    fused: set[str] = set()
+    fused = {
+        c
+        for body in comps.values()
+        for i in body
+        if i[2] == "fusion"
+        for c in [_CALLS_RE.get("calls", i[4])]
+        if c
+    }
+    found: set[str] = set()
+    own = {
+        name: _own_cost(name, body, fused, in_place, reads, found) for name, body in comps.items()
+    }
     trips: list[int] = []
+    totals: dict[tuple[str, bool], _Cost] = {}
 
-    def visit(name: str, factor: float) -> None:
-        if name not in comps:
-            return
-        mult[name] = mult.get(name, 0.0) + factor
-        for _, _, op, operands, attrs in comps[name]:
+    def total(name: str, scaled: bool) -> _Cost:
+        """The computation's cost with its callees', loop bodies times their trip counts
+        (`scaled`) or once (as XLA's cost analysis counts them)."""
+        if (name, scaled) in totals or name not in comps:
+            return totals.get((name, scaled), _Cost())
+        totals[(name, scaled)] = _Cost()  # a computation does not call itself
+        cost = own[name]
+        for _, _, op, _, attrs in comps[name]:
             calls = dict(_CALLS.findall(attrs))
             if op == "while":
                 bound = max(consts.get(calls.get("condition"), []) or [1])
                 trip = -(-bound // _step(comps, calls.get("condition"), calls["body"]))
-                trips.append(trip)
-                visit(calls["body"], factor * trip)
+                if scaled:
+                    trips.append(trip)
+                cost += total(calls["body"], scaled) * (trip if scaled else 1)
                 continue
-            if op == "fusion" and "calls" in calls:
-                fused.add(calls["calls"])
             for callee in calls.values():
-                visit(callee, factor)
+                cost += total(callee, scaled)
             for branch in _BRANCHES.findall(attrs):
-                for callee in re.findall(r"%([\w.\-]+)", branch):
-                    visit(callee, factor)
+                cost += _heaviest([total(c, scaled) for c in re.findall(r"%([\w.\-]+)", branch)])
+        totals[(name, scaled)] = cost
+        return cost
 
-    if entry is not None:
-        visit(entry, 1.0)
-    once = {"flops": 0.0, "bytes": 0.0}
-    weighted = {"flops": 0.0, "bytes": 0.0}
-    for name, body in comps.items():
-        factor = mult.get(name, 0.0)
-        shapes = {n: s for n, s, *_ in body}
-        for _, out, op, operands, attrs in body:
-            if op in ("dot", "convolution"):
-                f = _dot_flops(out, operands, attrs, shapes, op)
-                once["flops"] += f
-                weighted["flops"] += f * factor
-            if name in fused or op in _FREE:
-                continue
-            names = _operand_names(operands)
-            sizes = [_size(shapes[n])[1] for n in names if n in shapes]
-            callee = _CALLS_RE.get("calls", attrs)
-            if op in _IN_PLACE or callee in in_place:
-                # an in-place update reads and writes its update, not the whole buffer
-                b = 2 * (sum(sizes) - max(sizes, default=0))
-            elif op in _SLICES:
-                b = 2 * _size(out)[1]  # a slice reads what it returns, not its whole operand
-            else:
-                # a fusion reads only the slices it takes of an operand it slices
-                sliced = reads.get(callee, {}) if op == "fusion" else {}
-                read = [
-                    sliced.get(i, _size(shapes[n])[1]) for i, n in enumerate(names) if n in shapes
-                ]
-                b = _size(out)[1] + sum(read)
-            once["bytes"] += b
-            weighted["bytes"] += b * factor
-    ratio = {k: weighted[k] / once[k] if once[k] else 1.0 for k in once}
-    return LoopScale(ratio["flops"], ratio["bytes"], tuple(trips), weighted["bytes"])
+    once = total(entry, False) if entry is not None else _Cost()
+    weighted = total(entry, True) if entry is not None else _Cost()
+    return LoopScale(
+        weighted.flops / once.flops if once.flops else 1.0,
+        weighted.bytes / once.bytes if once.bytes else 1.0,
+        tuple(trips),
+        weighted.bytes,
+        weighted.kernel_flops,
+        tuple(sorted(found)),
+    )

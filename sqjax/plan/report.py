@@ -8,6 +8,7 @@ import math
 from typing import Any
 
 from sqjax.plan.api import PlanResult, ProgramPlan
+from sqjax.plan.roofline import Device
 from sqjax.plan.workload import ASSUMPTIONS
 
 GIB = 1024**3
@@ -17,7 +18,16 @@ def _gib(x: float) -> str:
     return "?" if math.isnan(x) else f"{x / GIB:.2f}"
 
 
-def _row(p: ProgramPlan, chips: int) -> list[str]:
+def bound(p: ProgramPlan, d: Device) -> str | None:
+    """ "flops" or "bytes": which term of its roofline time the program's (or its fix's)
+    figures set (None when it has no time: it does not fit)."""
+    if math.isnan(p.seconds_per_call):
+        return None
+    f = p.fix_figures or p.figures
+    return "flops" if f.flops / d.flops >= p.seconds_per_call else "bytes"
+
+
+def _row(p: ProgramPlan, chips: int, d: Device) -> list[str]:
     """The program as it runs: with its fix when the configured one does not fit."""
     f, j = p.fix_figures or p.figures, p.job
     hours = "-" if math.isnan(p.hours) else f"{p.hours:.2f}"
@@ -43,6 +53,8 @@ def _row(p: ProgramPlan, chips: int) -> list[str]:
         f"{j.calls:,.0f}",
         hours,
         chip_hours,
+        f.attention_kernel,
+        bound(p, d) or "-",
         ratio,
     ]
 
@@ -60,6 +72,8 @@ HEADER = [
     "calls",
     "hours",
     "chip-h",
+    "attention",
+    "bound",
     "efficiency",
 ]
 
@@ -97,7 +111,7 @@ def text(result: PlanResult) -> str:
         f"{d.hbm_bytes_s / 1e9:.0f} GB/s per device; {d.source}); "
         + ", ".join(f"{k} {v}" for k, v in result.versions.items())
     ]
-    rows = [HEADER] + [_row(p, t.chips) for p in result.programs]
+    rows = [HEADER] + [_row(p, t.chips, result.device) for p in result.programs]
     widths = [max(len(r[i]) for r in rows) for i in range(len(HEADER))]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     for name, s in stage_totals(result).items():
@@ -131,7 +145,7 @@ def failure_lines(result: PlanResult) -> list[str]:
 
 def markdown(result: PlanResult) -> str:
     t = result.topology
-    rows = [HEADER] + [_row(p, t.chips) for p in result.programs]
+    rows = [HEADER] + [_row(p, t.chips, result.device) for p in result.programs]
     lines = [f"### Plan: {t.name}", "", text(result).splitlines()[0], ""]
     lines += ["| " + " | ".join(r) + " |" for r in rows[:1]]
     lines += ["|" + "---|" * len(HEADER)]
@@ -157,6 +171,8 @@ def to_json(result: PlanResult) -> dict[str, Any]:
             "hours": p.hours,
             "efficiency": p.efficiency,
             "fix": p.fix,
+            "attention_kernel": (p.fix_figures or p.figures).attention_kernel,
+            "bound": bound(p, result.device),
         }
         if p.fix_figures is not None:
             out["fix_figures"] = dataclasses.asdict(p.fix_figures)
@@ -168,7 +184,9 @@ def to_json(result: PlanResult) -> dict[str, Any]:
         "versions": result.versions,
         "assumptions": ASSUMPTIONS,
         "loop_scaling": "cost_analysis counts a loop body once; FLOPs and bytes are scaled by "
-        "the trip counts read from the optimized HLO (sqjax/plan/hlo.py)",
+        "the trip counts read from the optimized HLO (sqjax/plan/hlo.py); a conditional counts "
+        "its heaviest branch; Pallas attention kernels add analytic FLOPs and bytes "
+        "(sqjax/plan/kernels.py)",
         "stages": stage_totals(result),
         "programs": [program(p) for p in result.programs],
         "failures": failure_lines(result),
