@@ -61,8 +61,11 @@ _config_opt = click.option(
     "--config",
     "config_path",
     required=True,
+    multiple=True,
     type=click.Path(dir_okay=False),
-    help="YAML run config.",
+    help="YAML run config; repeat it to add overlays (each later file deep-merged over the "
+    "ones before it, e.g. --config configs/paper/scalequest.yaml --config "
+    "configs/paper/v5e-8.yaml).",
 )
 _set_opt = click.option(
     "--set",
@@ -160,7 +163,7 @@ def _log_info(message: str) -> None:
 @_check_fit_opt
 def stage(
     name: str,
-    config_path: str,
+    config_path: tuple[str, ...],
     overrides: tuple[str, ...],
     run_dir: str | None,
     restart: bool,
@@ -194,7 +197,7 @@ def stage(
 @_dist_opts
 @_check_fit_opt
 def run(
-    config_path: str,
+    config_path: tuple[str, ...],
     overrides: tuple[str, ...],
     run_dir: str | None,
     first: str | None,
@@ -257,13 +260,21 @@ def demo(run_dir: str | None, overrides: tuple[str, ...]) -> None:
     show_default=True,
     help="Variants compiled per program that does not fit (0: report only).",
 )
+@click.option(
+    "--write-overrides",
+    "overrides_path",
+    type=click.Path(dir_okay=False),
+    help="Write the fixes found (per-stage mesh, remat, accumulation, batch; stages nothing "
+    "fits go to skip_stages) as a YAML overlay for --config, over the overlays given.",
+)
 def plan_cmd(
-    config_path: str,
+    config_path: tuple[str, ...],
     overrides: tuple[str, ...],
     topology: str,
     stage_names: tuple[str, ...],
     json_path: str | None,
     fix_tries: int,
+    overrides_path: str | None,
 ) -> None:
     """Compile every stage's device programs for a TPU slice (no TPU needed) and report
     memory per device, fit, FLOPs, bytes and estimated time; exits 1 if a program does not fit."""
@@ -287,6 +298,15 @@ def plan_cmd(
         Path(json_path).write_text(dumps(result), encoding="utf-8")
     # the run report's Plan section reads RUN/plan/<topology>.json
     paths.write_text(paths.as_path(cfg.run_dir) / "plan" / f"{topology}.json", dumps(result))
+    if overrides_path:
+        from sqjax.pipeline.config import merge, read_layer
+        from sqjax.plan.overrides import write_overrides
+
+        given: dict = {}
+        for layer in config_path[1:]:
+            given = merge(given, read_layer(layer))
+        n = write_overrides(overrides_path, result, given)
+        click.echo(f"wrote {n} overrides to {overrides_path}")
     failures = failure_lines(result)
     for line in failures:
         click.echo(f"does not fit: {line}", err=True)

@@ -7,6 +7,7 @@ import types
 
 import pytest
 
+from sqjax.pipeline.config import RunSettings
 from sqjax.pipeline import models
 from sqjax.sampling import llm as llm_module
 
@@ -17,11 +18,8 @@ class Stub:
 
 
 def ctx(stage: str):
-    mesh = types.SimpleNamespace(data=-1, fsdp=1, tensor=1)  # all devices
     entry = lambda ref: types.SimpleNamespace(path=f"/models/{ref}", dtype="bfloat16")
-    return types.SimpleNamespace(
-        name=stage, model_entry=entry, config=types.SimpleNamespace(mesh=mesh)
-    )
+    return types.SimpleNamespace(name=stage, model_entry=entry, config=RunSettings())
 
 
 @pytest.fixture

@@ -155,7 +155,8 @@ def test_paper_qft_on_v5p_8_needs_fsdp_and_plan_finds_it():
     result = plan(cfg, "v5p-8", ["qft"], fix_tries=1, log=lambda _: None)
     (train,) = result.programs
     assert not train.figures.fits and train.figures.total_bytes > 90 * 2**30
-    assert train.fix == "mesh: {data: 1, fsdp: -1, tensor: 1}" and train.fix_figures.fits
+    assert train.fix == "stage_mesh.qft: {data: 1, fsdp: -1, tensor: 1}" and train.fix_figures.fits
+    assert train.fix_changes == {"stage_mesh.qft": {"data": 1, "fsdp": -1, "tensor": 1}}
     assert 0 < train.fix_figures.total_bytes < train.figures.capacity_bytes
 
 

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from sqjax.plan.api import _fix, _ranked, _temps_per_row, _variants
+from sqjax.plan.api import _fix, _ranked, _temps_per_row, _variants, fix_text
 from sqjax.plan.compiled import Figures
 from sqjax.plan.programs import SampleShape
 from sqjax.plan.workload import Job
@@ -42,11 +42,14 @@ class StubPlanner:
 
 
 def test_sampling_variants_are_every_tensor_and_batch_combination():
-    texts = [text for text, _, _ in _variants(JOB, (8, 1, 1), 8)]
+    texts = [fix_text(changes) for changes, _, _ in _variants(JOB, (8, 1, 1), 8)]
     assert len(texts) == 4 * 3 - 1  # tensor 1, 2, 4, 8 x batch 128, 64, 32, less the job itself
-    assert "mesh: {data: -1, fsdp: 1, tensor: 2}" in texts
-    assert "gen-questions.batch_size: 64" in texts
-    assert "mesh: {data: -1, fsdp: 1, tensor: 2} and gen-questions.batch_size: 32" in texts
+    assert "stage_mesh.gen-questions: {data: -1, fsdp: 1, tensor: 2}" in texts
+    assert "gen_questions.batch_size: 64" in texts
+    assert (
+        "stage_mesh.gen-questions: {data: -1, fsdp: 1, tensor: 2} and gen_questions.batch_size: 32"
+        in texts
+    )
 
 
 def test_variants_estimated_to_fit_come_first_fastest_first():
@@ -66,9 +69,12 @@ def test_variants_estimated_to_fit_come_first_fastest_first():
     assert per_row == sorted(per_row)
     # the tensor-only variants (all 128 rows) are estimated not to fit: they go last
     assert {v.shape.slots for _, v, _ in ranked[-3:]} == {128}
-    text, variant, mesh = ranked[0]
+    changes, variant, mesh = ranked[0]
     assert mesh == (1, 1, 8) and variant.shape.slots == 64
-    assert text == "mesh: {data: -1, fsdp: 1, tensor: 8} and gen-questions.batch_size: 64"
+    assert changes == {
+        "stage_mesh.gen-questions": {"data": -1, "fsdp": 1, "tensor": 8},
+        "gen_questions.batch_size": 64,
+    }
 
 
 def test_one_compile_finds_the_fix_that_two_tensor_variants_missed():

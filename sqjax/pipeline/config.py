@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -60,6 +61,27 @@ class MeshConfig:
 
 
 @dataclass(frozen=True)
+class AttentionConfig:
+    """The self-attention kernel of every model the run loads (sqjax.models.kernels: auto =
+    splash on TPU, the best working one on GPU, XLA on CPU) and its block size. Not part of
+    any fingerprint: kernels compute the same attention."""
+
+    kernel: str = "auto"
+    block: int = 512
+
+    def __post_init__(self) -> None:
+        from sqjax.models.config import check_attention
+
+        as_component(check_attention, self.kernel)
+        if self.block < 128 or self.block % 128:
+            raise ValueError(f"block={self.block} must be a positive multiple of 128")
+
+    def settings(self) -> dict[str, Any]:
+        """Keyword arguments of LLM / TrainConfig / load_model."""
+        return {"attention": self.kernel, "attention_block": self.block}
+
+
+@dataclass(frozen=True)
 class RunSettings:
     """The run-wide settings: where, which models, which stages to skip. A run config is this
     plus one field per stage holding its settings (`config_type`)."""
@@ -67,12 +89,20 @@ class RunSettings:
     run_dir: str = "runs/default"
     seed: int = 0
     mesh: MeshConfig = field(default_factory=MeshConfig)
+    stage_mesh: dict[str, MeshConfig] = field(default_factory=dict)  # per stage, over `mesh`
+    attention: AttentionConfig = field(default_factory=AttentionConfig)
     models: dict[str, ModelEntry] = field(default_factory=dict)
     skip_stages: list[str] = field(default_factory=list)  # not run by `sqjax run`
     stages: ClassVar[Registry] = Registry(())  # the stages whose settings follow
 
 
 RUN_SETTINGS = tuple(f.name for f in dataclasses.fields(RunSettings))
+
+
+def stage_mesh(cfg: RunSettings, stage: str) -> tuple[int, int, int]:
+    """The (data, fsdp, tensor) sizes a stage runs on: its `stage_mesh` entry, else `mesh`."""
+    m = cfg.stage_mesh.get(stage, cfg.mesh)
+    return (m.data, m.fsdp, m.tensor)
 
 
 def config_type(registry: Registry, name: str = "RunConfig", module: str = __name__) -> type:
@@ -115,22 +145,49 @@ def _within(key: str, prefix: str) -> bool:
     return key == prefix or key.startswith(prefix + ".")
 
 
-def load_config(path: str | os.PathLike, overrides: list[str], cls: type) -> Any:
-    """Reads a YAML run config of type `cls` (config_type) and applies `key.path=yaml_value`
-    overrides in order."""
-    path = Path(path)
+def load_config(path: str | os.PathLike | Sequence[str | os.PathLike], overrides: list[str], cls: type) -> Any:
+    """Reads a YAML run config of type `cls` (config_type), or several: each later file is an
+    overlay deep-merged over the ones before it (mappings key by key, other values
+    replaced; `--config A --config B`), then applies `key.path=yaml_value` overrides in
+    order. Each layer is validated as it is added, so an error names the file it came from."""
+    layers = [path] if isinstance(path, (str, os.PathLike)) else list(path)
+    if not layers:
+        raise SqjaxError("no config file given; pass --config FILE")
+    data, cfg, source = {}, None, ""
+    for layer in layers:
+        text = _read_text(Path(layer))
+        source = str(layer) if not source else f"{layer} (over {source})"
+        data = merge(data, _yaml(text, str(layer)))
+        cfg = _validated(data, source, cls)
+    return _overridden(data, cfg, source, overrides, cls)
+
+
+def read_layer(path: str | os.PathLike) -> dict:
+    """One config file's YAML mapping, not validated (an overlay is a partial config)."""
+    return _yaml(_read_text(Path(path)), str(path))
+
+
+def _read_text(path: Path) -> str:
     if not path.is_file():
         raise SqjaxError(f"{path}: config file not found")
     data = path.read_bytes()
     try:
-        text = data.decode("utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise not_utf8(path, data, e) from None
-    return parse_config(text, str(path), overrides, cls)
 
 
-def parse_config(text: str, source: str, overrides: list[str], cls: type) -> Any:
-    """Like load_config, from YAML text; `source` names it in errors."""
+def merge(base: Any, overlay: Any) -> Any:
+    """`overlay` deep-merged over `base`: mappings merge key by key, anything else replaces."""
+    if not (isinstance(base, dict) and isinstance(overlay, dict)):
+        return overlay
+    out = dict(base)
+    for key, value in overlay.items():
+        out[key] = merge(base.get(key), value) if key in base else value
+    return out
+
+
+def _yaml(text: str, source: str) -> dict:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
@@ -138,7 +195,18 @@ def parse_config(text: str, source: str, overrides: list[str], cls: type) -> Any
         where = f":{mark.line + 1}" if mark is not None else ""
         raise SqjaxError(f"{source}{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
     data = {} if data is None else data
-    cfg = _validated(data, source, cls)
+    if not isinstance(data, dict):
+        raise SqjaxError(f"{source}: the config's top level must be a mapping of settings")
+    return data
+
+
+def parse_config(text: str, source: str, overrides: list[str], cls: type) -> Any:
+    """Like load_config, from YAML text; `source` names it in errors."""
+    data = _yaml(text, source)
+    return _overridden(data, _validated(data, source, cls), source, overrides, cls)
+
+
+def _overridden(data: dict, cfg: Any, source: str, overrides: list[str], cls: type) -> Any:
     for item in overrides:
         key, value = _parse_override(item)
         data = _set_path(data, key, value, f"--set {item}")
@@ -152,6 +220,9 @@ def _validated(data: Any, source: str, cls: type) -> RunSettings:
     for name in cfg.skip_stages:
         if name not in cfg.stages:
             raise SqjaxError(f"{source}: skip_stages: unknown stage {name!r}; see `sqjax stages`")
+    for name in cfg.stage_mesh:
+        if name not in cfg.stages:
+            raise SqjaxError(f"{source}: stage_mesh: unknown stage {name!r}; see `sqjax stages`")
     return cfg
 
 

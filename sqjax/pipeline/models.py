@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING, Any
 
+from sqjax.pipeline.config import stage_mesh
 from sqjax.pipeline.context import StageContext
 
 if TYPE_CHECKING:  # imported when a handle is made: declaring stages does not load JAX
@@ -30,7 +31,7 @@ def _tokenizer(path: str) -> Any:
     return load_tokenizer(path)
 
 
-_HANDLES: dict[tuple, LLM] = {}  # (path, dtype, param_dtype, mesh) -> handle
+_HANDLES: dict[tuple, LLM] = {}  # (path, dtype, param_dtype, mesh, attention) -> handle
 _LAST_STAGE: dict[tuple, str] = {}  # the stage that last asked for each handle
 
 
@@ -45,9 +46,17 @@ def _handle(key: tuple, stage: str) -> LLM:
         if _memory_limited():
             for old in [k for k, by in _LAST_STAGE.items() if by != stage]:
                 del _HANDLES[old], _LAST_STAGE[old]
-        path, dtype, param_dtype, mesh = key
+        path, dtype, param_dtype, mesh, (kernel, block) = key
         devices = make_mesh(*mesh, devices=jax.local_devices())
-        llm = LLM(path, _tokenizer(path), mesh=devices, dtype=dtype, param_dtype=param_dtype)
+        llm = LLM(
+            path,
+            _tokenizer(path),
+            mesh=devices,
+            dtype=dtype,
+            param_dtype=param_dtype,
+            attention=kernel,
+            attention_block=block,
+        )
         _HANDLES[key] = llm
     _LAST_STAGE[key] = stage
     return llm
@@ -61,15 +70,17 @@ def _memory_limited() -> bool:
 
 
 def mesh_sizes(ctx: StageContext) -> tuple[int, int, int]:
-    m = ctx.config.mesh
-    return (m.data, m.fsdp, m.tensor)
+    """The stage's mesh: its `stage_mesh` entry, else the run's `mesh`."""
+    return stage_mesh(ctx.config, ctx.name)
 
 
 def llm_for(ctx: StageContext, ref: str, *, param_dtype: str | None = None) -> LLM:
     """The handle of a `models` table name or `<stage>:<name>` checkpoint on this process's
     devices, loaded once per process and reused by later stages of the same run."""
     entry = ctx.model_entry(ref)
-    return _handle((str(entry.path), entry.dtype, param_dtype, mesh_sizes(ctx)), ctx.name)
+    a = ctx.config.attention
+    key = (str(entry.path), entry.dtype, param_dtype, mesh_sizes(ctx), (a.kernel, a.block))
+    return _handle(key, ctx.name)
 
 
 def tokenizer_for(ctx: StageContext, ref: str) -> Any:

@@ -136,6 +136,7 @@ def train_config(
         seed=ctx.config.seed,
         mesh=mesh_sizes(ctx),
         progress_bar=False,
+        **ctx.config.attention.settings(),
         **recipe,
     )
 

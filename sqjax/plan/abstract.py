@@ -25,7 +25,7 @@ def model_config(run: RunSettings, ref: str) -> ModelConfig:
     cfg = _config_of(path)
     if stage == "difficulty":
         cfg = cfg.replace(head="score", num_labels=1)
-    return cfg
+    return cfg.replace(**run.attention.settings())
 
 
 def _config_of(path: str) -> ModelConfig:

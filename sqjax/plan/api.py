@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqjax.models.config import ModelConfig
-from sqjax.pipeline.config import RunSettings
+from sqjax.pipeline.config import RunSettings, stage_mesh
 from sqjax.plan import programs as P
 from sqjax.plan.abstract import abstract_model, model_config, param_count
 from sqjax.plan.compiled import Figures, figures
@@ -30,7 +30,8 @@ class ProgramPlan:
     seconds_per_call: float
     hours: float
     efficiency: dict[str, float]
-    fix: str | None = None  # a variant that fits, checked by compiling it
+    fix: str | None = None  # a variant that fits, checked by compiling it (fix_text)
+    fix_changes: dict[str, Any] | None = None  # the same as config key path -> value
     fix_figures: Figures | None = None
     fix_mesh: tuple[int, int, int] | None = None
 
@@ -148,35 +149,50 @@ def _seconds(job: Job, f: Figures, eff: dict, d: Device) -> float:
     return seconds(f.flops, nbytes, d)
 
 
-def _variants(job: Job, sizes: tuple[int, int, int], n: int) -> list[tuple[str, Job, tuple]]:
-    """Changes that shrink a program's memory, cheapest first, as (config fix, job, mesh)."""
+def mesh_change(stage: str, data: int, fsdp: int, tensor: int) -> dict[str, Any]:
+    return {f"stage_mesh.{stage}": {"data": data, "fsdp": fsdp, "tensor": tensor}}
+
+
+def section_key(stage: str, setting: str) -> str:
+    """The config key of a stage's setting (`gen-questions` -> `gen_questions.batch_size`)."""
+    return f"{stage.replace('-', '_')}.{setting}"
+
+
+def fix_text(changes: dict[str, Any]) -> str:
+    """`stage_mesh.sft: {data: 1, fsdp: -1, tensor: 1} and sft.remat: full`."""
+
+    def value(v: Any) -> str:
+        if isinstance(v, dict):
+            return "{" + ", ".join(f"{k}: {x}" for k, x in v.items()) + "}"
+        return str(v)
+
+    return " and ".join(f"{k}: {value(v)}" for k, v in changes.items())
+
+
+def _variants(job: Job, sizes: tuple[int, int, int], n: int) -> list[tuple[dict, Job, tuple]]:
+    """Changes that shrink a program's memory, cheapest first, as (config changes: key path
+    -> value, job, mesh). Mesh changes are the stage's own (`stage_mesh.<stage>`)."""
     out = []
     if job.kind in ("train", "reference", "regressor"):
         t = job.shape
+        fsdp = mesh_change(job.stage, 1, -1, 1)
         if sizes != (1, n, 1):
-            out.append(("mesh: {data: 1, fsdp: -1, tensor: 1}", job, (1, n, 1)))
-        fsdp = (1, n, 1)
+            out.append((fsdp, job, (1, n, 1)))
         if t.remat != "full" and job.kind in ("train", "regressor"):
-            out.append(
-                (
-                    f"{job.stage}.remat: full",
-                    dataclasses.replace(job, shape=dataclasses.replace(t, remat="full")),
-                    fsdp,
-                )
-            )
+            changes = fsdp | {section_key(job.stage, "remat"): "full"}
+            shape = dataclasses.replace(t, remat="full")
+            out.append((changes, dataclasses.replace(job, shape=shape), (1, n, 1)))
         for a in (2, 4, 8, 16):
             accum = t.accum * a
             if t.rows % accum == 0 and t.rows // accum >= n:
                 shape = dataclasses.replace(t, accum=accum, remat="full")
-                out.append(
-                    (
-                        f"{job.stage}.accum_steps: {accum} (remat: full)",
-                        dataclasses.replace(job, shape=shape),
-                        fsdp,
-                    )
-                )
+                changes = fsdp | {
+                    section_key(job.stage, "accum_steps"): accum,
+                    section_key(job.stage, "remat"): "full",
+                }
+                out.append((changes, dataclasses.replace(job, shape=shape), (1, n, 1)))
         if n >= 4:
-            out.append(("mesh: {data: 1, fsdp: -1, tensor: 2}", job, (1, n // 2, 2)))
+            out.append((mesh_change(job.stage, 1, -1, 2), job, (1, n // 2, 2)))
     elif job.kind in ("insert", "decode", "score"):
         out += _sampling_variants(job, sizes, n)
     return out
@@ -193,14 +209,14 @@ def _sampling_variants(job: Job, sizes: tuple[int, int, int], n: int) -> list[tu
         for div in (1, 2, 4):
             if (tensor, div) == (sizes[2], 1) or rows // div < n:
                 continue
-            texts, variant = [], job
+            changes, variant = {}, job
             if tensor != sizes[2]:
-                texts.append(f"mesh: {{data: -1, fsdp: 1, tensor: {tensor}}}")
+                changes |= mesh_change(job.stage, -1, 1, tensor)
             if div > 1:
-                texts.append(f"{job.stage}.batch_size: {rows // div}")
+                changes[section_key(job.stage, "batch_size")] = rows // div
                 variant = _with_rows(job, rows // div)
             mesh = (n // tensor, 1, tensor) if tensor != sizes[2] else sizes
-            out.append((" and ".join(texts), variant, mesh))
+            out.append((changes, variant, mesh))
     return out
 
 
@@ -281,13 +297,11 @@ def plan(
     """Compiles every program of `stages` (default: all) of `run` for the slice."""
     topo = topology(topology_name)
     planner = Planner(run, topo, log)
-    m = run.mesh
-    sizes = tuple(
-        planner.mesh((m.data, m.fsdp, m.tensor)).shape[a] for a in ("data", "fsdp", "tensor")
-    )
-    rows = planner.rows_multiple(sizes)
     out = []
     for stage in stages or [n for n in run.stages.names() if n not in run.skip_stages]:
+        mesh = planner.mesh(stage_mesh(run, stage))
+        sizes = tuple(mesh.shape[a] for a in ("data", "fsdp", "tensor"))
+        rows = planner.rows_multiple(sizes)
         for job in jobs(run, stage, rows):
             cfg = model_config(run, job.model)
             f = planner.compile(job, sizes)
@@ -298,7 +312,8 @@ def plan(
             per_call = _seconds(run_job, run_f, eff, planner.device) if run_f.fits else math.nan
             p = ProgramPlan(job, sizes, f, per_call, per_call * job.calls / 3600, eff)
             if fix is not None:
-                p.fix, p.fix_figures, p.fix_mesh = fix[0], fix[1], fix[3]
+                p.fix, p.fix_changes = fix_text(fix[0]), fix[0]
+                p.fix_figures, p.fix_mesh = fix[1], fix[3]
             if "kv_bytes" in eff:  # the bandwidth bound: weights and live KV read once a step
                 live = eff["weight_bytes"] + eff["kv_bytes"] * job.mean_span / job.span
                 steps = job.calls * job.shape.chunk
