@@ -154,12 +154,31 @@ def test_choice_by_platform():
             requested, where, packed=packed, window=window, dtype=dtype, length=length
         )
 
-    assert pick("auto", "tpu").kernel == "splash"
+    with jax.default_matmul_precision("default"):  # as on a TPU run
+        assert pick("auto", "tpu").kernel == "splash"
     assert pick("auto", "cpu").kernel == "xla"
     assert pick("splash", "tpu", length=64).kernel == "xla"  # below a kernel's smallest block
     assert pick("splash", "cpu").kernel == "splash"  # interpret mode
     got = pick("triton", "cpu", window=64)
     assert got.kernel == "xla" and "sliding window" in got.fallback
+
+
+def test_splash_on_tpu_at_float32_precision_falls_back_to_xla():
+    """Mosaic has no bf16 dot at "highest" (conftest's setting): splash for 16-bit inputs
+    gives way to XLA with the reason; float32 inputs, or the default precision, keep it."""
+
+    def pick(requested, dtype=jnp.bfloat16):
+        return kernels.choose(
+            requested, "tpu", packed=False, window=None, dtype=dtype, length=1024
+        )
+
+    for requested in ("auto", "splash"):
+        got = pick(requested)
+        assert got.kernel == "xla" and "jax_default_matmul_precision=highest" in got.fallback
+        assert pick(requested, jnp.float32) == kernels.Choice("splash")
+        with jax.default_matmul_precision("default"):
+            assert pick(requested) == kernels.Choice("splash")
+    assert pick("splash", jnp.float16).kernel == "xla"
 
 
 def test_gpu_fallbacks_are_stated(monkeypatch):
@@ -186,9 +205,9 @@ def test_gpu_fallbacks_are_stated(monkeypatch):
 
 def test_a_window_no_shorter_than_the_call_is_full_attention():
     cfg = tiny_config(family="mistral", sliding_window=4096, attention="splash")
-    plan = kernels.layer_kernels(cfg, 4096, True, jnp.bfloat16, "tpu")
+    plan = kernels.layer_kernels(cfg, 4096, True, jnp.float32, "tpu")
     assert plan.branches == ((None, kernels.Choice("splash")),) and plan.name == "splash"
-    plan = kernels.layer_kernels(cfg, 8192, True, jnp.bfloat16, "tpu")
+    plan = kernels.layer_kernels(cfg, 8192, True, jnp.float32, "tpu")
     assert plan.branches == ((4096, kernels.Choice("splash")),)
 
 

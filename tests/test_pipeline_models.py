@@ -7,8 +7,8 @@ import types
 
 import pytest
 
-from sqjax.pipeline.config import RunSettings
 from sqjax.pipeline import models
+from sqjax.pipeline.config import RunSettings
 from sqjax.sampling import llm as llm_module
 
 

@@ -13,7 +13,8 @@ the sampler's prefill) attends its own L tokens. `ModelConfig.attention` picks h
   where a probe compile of it works; xla on CPU.
 
 A kernel that cannot run a call (cuDNN for packed rows, Triton with a sliding window, a GPU
-kernel whose probe compile fails) falls back to the next one with one log line, never
+kernel whose probe compile fails, splash for 16-bit TPU inputs at a float32-like
+`jax_default_matmul_precision`) falls back to the next one with one log line, never
 silently; a kernel asked for on a platform it does not exist on is a SqjaxError. Calls
 shorter than MIN_LENGTH tokens use `_gqa` (below a kernel's smallest block).
 
@@ -79,7 +80,7 @@ def choose(
             f"program compiles for {where}; set the model's attention to auto or xla"
         )
     if requested == "splash":
-        return Choice("splash")
+        return _splash(where, dtype)
     if where == "cpu":  # triton in interpret mode
         why = _cannot("triton", packed=packed, window=window)
         return Choice("xla", f"triton: {why}") if why else Choice("triton")
@@ -89,11 +90,24 @@ def choose(
 
 def _auto(where: str, *, packed: bool, window: int | None, dtype) -> Choice:
     if where == "tpu":
-        return Choice("splash")
+        return _splash(where, dtype)
     if where == "gpu":
         order = ("triton", "xla") if packed else ("cudnn", "triton", "xla")
         return _gpu_choice(order, packed=packed, window=window, dtype=dtype)
     return Choice("xla")
+
+
+FULL_PRECISION = ("high", "highest", "float32", "tensorfloat32", "bfloat16_3x")
+
+
+def _splash(where: str, dtype) -> Choice:
+    """Splash, unless Mosaic cannot compile it: it has no 16-bit dot at the float32-like
+    matmul precisions (`jax_default_matmul_precision`), read here as at lowering."""
+    precision = str(jax.config.jax_default_matmul_precision or "default").lower()
+    if where == "tpu" and jnp.dtype(dtype).itemsize == 2 and precision in FULL_PRECISION:
+        why = f"jax_default_matmul_precision={precision} has no {jnp.dtype(dtype).name} Mosaic dot"
+        return Choice("xla", f"splash: {why}; leave it at default for splash")
+    return Choice("splash")
 
 
 def _gpu_choice(order: tuple[str, ...], *, packed: bool, window: int | None, dtype) -> Choice:

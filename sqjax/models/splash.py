@@ -8,8 +8,8 @@ logits as q.k. The mask is static: causal, or causal within a sliding window (`L
 keys q - window < k <= q, as sqjax's attention_mask), combined with the segment ids;
 splash skips the blocks it hides. Kernels are built once per (length, window, heads,
 block, interpret): the mask's block tables are computed in NumPy when one is made.
-Mosaic refuses a bf16 dot asked for at float32 precision: on TPU leave
-jax_default_matmul_precision at its default.
+Mosaic refuses a bf16 dot asked for at float32 precision: on TPU, with
+jax_default_matmul_precision raised, sqjax.models.kernels falls back to XLA (one log line).
 """
 
 from __future__ import annotations
