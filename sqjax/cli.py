@@ -59,13 +59,14 @@ def _setup_logging() -> None:
 
 _config_opt = click.option(
     "--config",
+    "--set-file",
     "config_path",
     required=True,
     multiple=True,
     type=click.Path(dir_okay=False),
-    help="YAML run config; repeat it to add overlays (each later file deep-merged over the "
-    "ones before it, e.g. --config configs/paper/scalequest.yaml --config "
-    "configs/paper/v5e-8.yaml).",
+    help="YAML run config; repeat it (or use --set-file FILE) to add overlays, each later file "
+    "deep-merged over the ones before it, e.g. --config configs/paper/scalequest.yaml "
+    "--config configs/paper/v5e-8.yaml.",
 )
 _set_opt = click.option(
     "--set",

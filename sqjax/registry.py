@@ -8,6 +8,7 @@ report and `sqjax plan` read the stages. The CLI and notebooks load configs thro
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 from sqjax.pipeline import config
 from sqjax.stages import STAGES
@@ -15,8 +16,11 @@ from sqjax.stages import STAGES
 RunConfig = config.config_type(STAGES, module=__name__)
 
 
-def load_config(path: str | os.PathLike, overrides: list[str] = ()) -> RunConfig:
-    """Reads a YAML run config and applies `key.path=yaml_value` overrides in order."""
+def load_config(
+    path: str | os.PathLike | Sequence[str | os.PathLike], overrides: list[str] = ()
+) -> RunConfig:
+    """Reads a YAML run config, or a config and overlays deep-merged over it in order
+    (`--config A --config B`), and applies `key.path=yaml_value` overrides in order."""
     return config.load_config(path, list(overrides), RunConfig)
 
 

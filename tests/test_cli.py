@@ -101,6 +101,17 @@ def test_bad_config_key_and_type(tmp_path):
     assert f"{config}: unknown key 'gen_question'; did you mean 'gen_questions'?" in line
 
 
+def test_set_file_is_an_overlay_named_in_its_errors(tmp_path):
+    """`--set-file FILE` is `--config FILE` after the first: deep-merged over it, and an
+    error names the overlay and what it lies over."""
+    base, top = tmp_path / "base.yaml", tmp_path / "top.yaml"
+    base.write_text("gen_questions: {top_p: 0.9}\n")
+    top.write_text("gen_questions: {temperature: hot}\n")
+    args = ("stage", "gen-questions", "--config", str(base), "--set-file", str(top))
+    line = one_line_error(invoke(*args))
+    assert f"{top} (over {base}): key 'gen_questions.temperature': expected float" in line
+
+
 def test_usage_errors_are_one_line():
     line = one_line_error(invoke("stage", "qft"), code=2)
     assert "--config" in line and "sqjax stage --help" in line

@@ -38,9 +38,9 @@ def test_an_overlay_deep_merges_and_its_errors_name_it(tmp_path):
 def test_stage_mesh_and_attention_are_checked_with_their_key():
     with pytest.raises(SqjaxError, match="stage_mesh: unknown stage 'sfft'"):
         parse_config("stage_mesh: {sfft: {data: 1}}", "c.yaml")
-    with pytest.raises(SqjaxError, match=r"c\.yaml: key 'attention': attention='flash' is not"):
+    with pytest.raises(SqjaxError, match=r"c\.yaml: key 'attention\.kernel': attention='flash' is not"):
         parse_config("attention: {kernel: flash}", "c.yaml")
-    with pytest.raises(SqjaxError, match="block=200 must be a positive multiple of 128"):
+    with pytest.raises(SqjaxError, match=r"key 'attention\.block': block=200 must be a positive"):
         parse_config("attention: {block: 200}", "c.yaml")
     cfg = parse_config("attention: {kernel: xla, block: 256}", "c.yaml")
     assert cfg.attention.settings() == {"attention": "xla", "attention_block": 256}

@@ -23,10 +23,16 @@ def test_there_are_shipped_configs():
     assert {"demo.yaml", "paper/scalequest.yaml", "paper/scalequest-simple.yaml"} <= names
 
 
+OVERLAY = "# sqjax plan --write-overrides"  # the first line of a shipped slice overlay
+
+
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
 def test_every_shipped_config_parses(path):
-    cfg = load_config(path)
+    """A run config parses alone; a slice overlay over the paper config it was planned for."""
+    overlay = path.read_text().startswith(OVERLAY)
+    cfg = load_config([ROOT / "configs" / "paper" / "scalequest.yaml", path] if overlay else path)
     assert isinstance(cfg, RunConfig) and cfg.models
+    assert cfg.stage_mesh or not overlay  # every shipped overlay gives stages their meshes
 
 
 def test_packaged_demo_config_is_the_same_file():

@@ -64,17 +64,24 @@ class MeshConfig:
 class AttentionConfig:
     """The self-attention kernel of every model the run loads (sqjax.models.kernels: auto =
     splash on TPU, the best working one on GPU, XLA on CPU) and its block size. Not part of
-    any fingerprint: kernels compute the same attention."""
+    any fingerprint: kernels compute the same attention. Checked when a config is loaded
+    (`problems`), so that the error names `attention.kernel` or `attention.block`."""
 
     kernel: str = "auto"
     block: int = 512
 
-    def __post_init__(self) -> None:
+    def problems(self) -> list[tuple[str, str]]:
+        """(key, message) for each setting that is not valid."""
         from sqjax.models.config import check_attention
 
-        as_component(check_attention, self.kernel)
+        found = []
+        try:
+            check_attention(self.kernel)
+        except SqjaxError as e:
+            found.append(("kernel", str(e)))
         if self.block < 128 or self.block % 128:
-            raise ValueError(f"block={self.block} must be a positive multiple of 128")
+            found.append(("block", f"block={self.block} must be a positive multiple of 128"))
+        return found
 
     def settings(self) -> dict[str, Any]:
         """Keyword arguments of LLM / TrainConfig / load_model."""
@@ -145,11 +152,14 @@ def _within(key: str, prefix: str) -> bool:
     return key == prefix or key.startswith(prefix + ".")
 
 
-def load_config(path: str | os.PathLike | Sequence[str | os.PathLike], overrides: list[str], cls: type) -> Any:
+def load_config(
+    path: str | os.PathLike | Sequence[str | os.PathLike], overrides: list[str], cls: type
+) -> Any:
     """Reads a YAML run config of type `cls` (config_type), or several: each later file is an
     overlay deep-merged over the ones before it (mappings key by key, other values
     replaced; `--config A --config B`), then applies `key.path=yaml_value` overrides in
-    order. Each layer is validated as it is added, so an error names the file it came from."""
+    order. Each layer is validated as it is added, so an error names the file it came from
+    (`b.yaml (over a.yaml): key 'qft.batch_size': ...`)."""
     layers = [path] if isinstance(path, (str, os.PathLike)) else list(path)
     if not layers:
         raise SqjaxError("no config file given; pass --config FILE")
@@ -223,6 +233,8 @@ def _validated(data: Any, source: str, cls: type) -> RunSettings:
     for name in cfg.stage_mesh:
         if name not in cfg.stages:
             raise SqjaxError(f"{source}: stage_mesh: unknown stage {name!r}; see `sqjax stages`")
+    for key, message in cfg.attention.problems():
+        raise SqjaxError(f"{source}: key 'attention.{key}': {message}")
     return cfg
 
 
