@@ -168,9 +168,7 @@ def test_splash_on_tpu_at_float32_precision_falls_back_to_xla():
     gives way to XLA with the reason; float32 inputs, or the default precision, keep it."""
 
     def pick(requested, dtype=jnp.bfloat16):
-        return kernels.choose(
-            requested, "tpu", packed=False, window=None, dtype=dtype, length=1024
-        )
+        return kernels.choose(requested, "tpu", packed=False, window=None, dtype=dtype, length=1024)
 
     for requested in ("auto", "splash"):
         got = pick(requested)

@@ -49,6 +49,18 @@ def test_the_backward_kernels_count_their_matmuls():
     assert dkv.bytes == once + (10 / 4 - 1) * query_side
 
 
+def test_a_device_holding_one_row_counts_its_squeezed_kernels():
+    """With one row per device (the paper's SFT on v6e-8, FSDP 8) XLA squeezes the vmapped
+    row axis away: q, k, v are rank 3 beside the rank-3 int8 mask info, and count as B = 1."""
+    one_row = [
+        (dims[1:], b // B) if len(dims) == 4 else (dims, b) for dims, b in _operands((1, 4, 4))
+    ]
+    fwd = kernels.cost("splash_mha_fwd", "", one_row, [_arr(N, L, H)])
+    assert fwd.flops == 2 * BLOCK_PAIR * 10 * N
+    batched = kernels.cost("splash_mha_fwd", "", _operands((1, 4, 4)), [_arr(B, N, L, H)])
+    assert fwd.flops * B == batched.flops
+
+
 def test_a_window_runs_the_blocks_its_mask_info_is_wide():
     """A 1024-token window over 512-blocks: rows 3 blocks wide (the mask info [1, 4, 3]),
     1 + 2 + 3 + 3 pairs of the 16."""

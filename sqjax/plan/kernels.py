@@ -8,7 +8,8 @@ optimized HLO says of it:
 - the kernel: its instruction name or op_name, splash_mha_fwd, splash_mha_dq or
   splash_mha_dkv (its `fused` variant when the dkv call also returns dq);
 - q [B, n, L, H], k and v [B, k, L, H]: its first three rank-4 operands (rows vmapped into
-  B, one shard's query heads n and kv heads k);
+  B, one shard's query heads n and kv heads k); where a device holds one row XLA squeezes
+  B away, and they are its first three rank-3 operands wider than int8;
 - its block sizes: the `xprof_metadata` in its frontend attributes (block_q, block_kv; _dq
   and _dkv for the backward kernels), else sqjax's default (ModelConfig.attention_block);
 - the (query block, key block) pairs it runs per row and head: splash shrinks its grid to
@@ -61,18 +62,19 @@ def cost(name: str, attrs: str, operands: list[Array], results: list[Array]) -> 
     """FLOPs and bytes of a splash call; None for another kernel, or one whose operands do
     not read as q, k, v."""
     m = _SPLASH.search(name) or _SPLASH.search(attrs)
-    arrays = [i for i, (dims, _) in enumerate(operands) if len(dims) == 4]
+    rank = 4 if any(len(dims) == 4 for dims, _ in operands) else 3  # 3: one row, B squeezed
+    arrays = [i for i, (dims, b) in enumerate(operands) if _per_head(dims, b, rank)]
     if m is None or len(arrays) < 3:
         return None
     kind = m.group(1)
     iq, ik, iv = arrays[:3]
-    B, n, L, H = operands[iq][0]
-    kv_heads = operands[ik][0][1]
+    B, n, L, H = (1,) * (4 - rank) + operands[iq][0]
+    kv_heads = operands[ik][0][-3]
     suffix = "" if kind == "fwd" else f"_{kind}"
     blocks = dict(_BLOCK.findall(attrs))
     bq = min(int(blocks.get(f"block_q{suffix}", DEFAULT_BLOCK)), L)
     bkv = min(int(blocks.get(f"block_kv{suffix}", DEFAULT_BLOCK)), L)
-    if kind == "dkv" and sum(len(dims) == 4 for dims, _ in results) > 2:
+    if kind == "dkv" and sum(_per_head(d, b, rank) for d, b in results) > 2:
         kind = "dkv_fused"
     pairs = _block_pairs(operands[:iq], kind, L // bq, L // bkv)
     flops = _MATMULS[kind] * 2.0 * bq * bkv * H * pairs * B * n
@@ -84,6 +86,12 @@ def cost(name: str, attrs: str, operands: list[Array], results: list[Array]) -> 
         again = pairs / (L // bq) - 1
         nbytes += again * sum(operands[i][1] for i in arrays if i not in (ik, iv))
     return KernelCost(f"splash_mha_{kind}", flops, nbytes)
+
+
+def _per_head(dims: tuple[int, ...], nbytes: int, rank: int) -> bool:
+    """Whether an array is per row and head ([B, heads, L, ..]; B squeezed at rank 3): the
+    int8 mask-info arrays, also rank 3, are not."""
+    return len(dims) == rank and (rank == 4 or nbytes >= 2 * math.prod(dims))
 
 
 def _block_pairs(mask_info: list[Array], kind: str, q_blocks: int, kv_blocks: int) -> int:
