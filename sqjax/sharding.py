@@ -38,17 +38,7 @@ TRAIN_RULES: Rules = {
     "norm": None,
     "layers": None,
 }
-SAMPLE_RULES: Rules = {
-    "batch": BATCH,
-    "vocab": "tensor",
-    "embed": None,
-    "heads": "tensor",
-    "kv_heads": "tensor",
-    "mlp": "tensor",
-    "head_dim": None,
-    "norm": None,
-    "layers": None,
-}
+SAMPLE_RULES: Rules = {**TRAIN_RULES, "embed": None}  # sampling keeps weights whole over fsdp
 
 log = logging.getLogger(__name__)
 
